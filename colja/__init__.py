@@ -1,0 +1,74 @@
+"""colja — Japanese late-interaction (ColBERT) retrieval.
+
+>>> from colja import ColBERT
+>>> model = ColBERT.from_pretrained("answerdotai/JaColBERTv2.5")
+>>> Q = model.encode_queries(["日本の首都は？"])          # [1, 32, 128]
+>>> D = model.encode_documents(["東京は日本の首都です。"])  # [[n, 128]]
+
+Heavy modules (torch, transformers) load on first use of a name below.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from colja.errors import (
+    ColjaError,
+    IndexExistsError,
+    IndexFormatError,
+    IndexNotFoundError,
+    KernelFallbackWarning,
+    MissingDependencyError,
+    ModelLoadError,
+    StaleIndexWarning,
+    TruncationWarning,
+)
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "ColBERT": "colja.model.colbert",
+    "ColBERTSettings": "colja.model.settings",
+    "Index": "colja.index.index",
+    "Hit": "colja.search.results",
+    "SearchResults": "colja.search.results",
+}
+
+__all__ = [
+    "ColBERT",
+    "ColBERTSettings",
+    "Index",
+    "Hit",
+    "SearchResults",
+    "ColjaError",
+    "IndexExistsError",
+    "IndexFormatError",
+    "IndexNotFoundError",
+    "KernelFallbackWarning",
+    "MissingDependencyError",
+    "ModelLoadError",
+    "StaleIndexWarning",
+    "TruncationWarning",
+    "__version__",
+]
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'colja' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if TYPE_CHECKING:  # pragma: no cover
+    from colja.index.index import Index
+    from colja.model.colbert import ColBERT
+    from colja.model.settings import ColBERTSettings
+    from colja.search.results import Hit, SearchResults

@@ -1,0 +1,56 @@
+"""Every exception and warning colja raises, in one place.
+
+Each class subclasses the closest built-in so ``except ValueError`` and friends
+keep working; messages say what was wrong, what was found and what to do.
+"""
+
+from __future__ import annotations
+
+
+class ColjaError(Exception):
+    """Base class of every colja error."""
+
+
+class ModelLoadError(ColjaError, OSError):
+    """A model could not be found, downloaded or read."""
+
+
+class IndexNotFoundError(ColjaError, FileNotFoundError):
+    """No (complete) index exists at the given path."""
+
+
+class IndexExistsError(ColjaError, FileExistsError):
+    """An index already exists where a new one was to be written."""
+
+
+class IndexFormatError(ColjaError, ValueError):
+    """An index folder is truncated, corrupted, foreign or from a newer colja."""
+
+
+class MissingDependencyError(ColjaError, ImportError):
+    """An optional dependency is not installed; the message names the pip extra."""
+
+
+class KernelFallbackWarning(UserWarning):
+    """The C++/CUDA kernels could not be built or loaded; the PyTorch path is used."""
+
+
+class TruncationWarning(UserWarning):
+    """Input was longer than the model accepts and was cut."""
+
+
+class StaleIndexWarning(UserWarning):
+    """The collection has drifted far from what the index centroids were trained on."""
+
+
+__all__ = [
+    "ColjaError",
+    "ModelLoadError",
+    "IndexNotFoundError",
+    "IndexExistsError",
+    "IndexFormatError",
+    "MissingDependencyError",
+    "KernelFallbackWarning",
+    "TruncationWarning",
+    "StaleIndexWarning",
+]
