@@ -1,7 +1,140 @@
-"""Search methods of :class:`colja.Index` (filled in by the search layer)."""
+"""Search methods of :class:`colja.Index`.
+
+The index (``colja.index``) owns the arrays and the document store; this mixin
+turns queries into hits with the PLAID stages in :mod:`colja.search.plaid`.
+"""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
+import numpy as np
+import torch
+
+from colja._validation import check_texts
+from colja.search.plaid import SearchArrays, search_one
+from colja.search.results import Hit, SearchResults
+from colja.search.settings import SearchSettings
+
 
 class SearchMixin:
-    """Adds ``search``, ``search_batch`` and ``search_embeddings`` to ``Index``."""
+    """Adds ``search``, ``search_batch`` and ``search_embeddings`` to ``Index``.
+
+    Searches are thread-safe: the arrays are read-only and the kernels release
+    the GIL, so several threads can search one loaded index at once.
+    """
+
+    _search_arrays_cache: SearchArrays | None = None
+    _search_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ public
+    def search(self, query: str, k: int = 10, **overrides: Any) -> list[Hit]:
+        """The ``min(k, passages)`` best passages for one text query, best first.
+
+        ``overrides`` are :class:`~colja.search.settings.SearchSettings` fields:
+        ``ncells``, ``centroid_score_threshold``, ``ndocs``, ``nfinal``,
+        ``exhaustive=True`` (score every passage exactly).
+        """
+        if not isinstance(query, str):
+            raise TypeError(f"query must be a str, got {type(query).__name__}; use search_batch for several queries")
+        return self.search_batch([query], k, **overrides)[0]
+
+    def search_batch(self, queries: list[str], k: int = 10, **overrides: Any) -> list[list[Hit]]:
+        """``search`` for several queries (encoded together)."""
+        queries = check_texts(queries, what="queries")
+        if not queries:
+            return []
+        Q = self.model.encode_queries(queries)
+        results = self.search_embeddings(Q, k, **overrides)
+        return [self.hits(results, i, query_lengths=int((Q[i].abs().sum(1) > 0).sum())) for i in range(len(queries))]
+
+    def search_embeddings(self, Q, k: int = 10, **overrides: Any) -> SearchResults:
+        """Search with precomputed query vectors.
+
+        Args:
+            Q: float ``[Lq, dim]`` (one query) or ``[n_queries, Lq, dim]``,
+                numpy or torch; all-zero rows (padding) are ignored.
+        Returns:
+            :class:`SearchResults` with ``[n_queries, k]`` arrays, padded with
+            ``-inf`` / ``-1`` where the index has fewer passages than k.
+        """
+        Q = _as_query_tensor(Q, self.dim)
+        k = _check_k(k)
+        settings = SearchSettings.from_overrides(overrides)
+        arrays = self._search_arrays()
+        allowed = self._allowed_mask()
+        resolved = settings.resolve(k, self._live_count(allowed, arrays), arrays.num_centroids)
+        scores = np.full((Q.shape[0], k), -np.inf, dtype=np.float32)
+        pids = np.full((Q.shape[0], k), -1, dtype=np.int64)
+        for i in range(Q.shape[0]):
+            s, p = search_one(Q[i], arrays, k, resolved, allowed)
+            scores[i, : len(s)] = s.numpy()
+            pids[i, : len(p)] = p.numpy()
+        return SearchResults(scores, pids)
+
+    def hits(self, results: SearchResults, i: int = 0, *, query_lengths: int | None = None) -> list[Hit]:
+        """``Hit`` objects (doc id, score, rank, text, metadata) for query ``i`` of ``results``."""
+        pids = [int(p) for p in results.pids[i] if p >= 0]
+        records = self.docs.get(pids) if pids else []
+        out = []
+        for rank, (pid, score, record) in enumerate(zip(pids, results.scores[i], records), start=1):
+            doc_id, text, metadata = record
+            normalized = float(score) / query_lengths if query_lengths else None
+            out.append(Hit(doc_id=doc_id, score=float(score), rank=rank, text=text, metadata=metadata or {},
+                           normalized_score=normalized, pid=pid))
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _search_arrays(self) -> SearchArrays:
+        cached = self._search_arrays_cache
+        if cached is not None:
+            return cached
+        with self._search_lock:
+            if self._search_arrays_cache is None:
+                self._search_arrays_cache = SearchArrays(
+                    centroids=self.centroids.float().contiguous(),
+                    codes=self.codes,
+                    residuals=self.residuals,
+                    norms=self.norms,
+                    bucket_weights=self.bucket_weights.float(),
+                    nbits=int(self.nbits),
+                    doc_offsets=self.doc_offsets,
+                    ivf=self.ivf,
+                    ivf_offsets=self.ivf_offsets,
+                )
+            return self._search_arrays_cache
+
+    def _allowed_mask(self) -> torch.Tensor | None:
+        """bool [num_passages] of passages that may be returned, or None for all."""
+        deleted = getattr(self, "deleted_mask", None)
+        if deleted is None:
+            return None
+        mask = deleted() if callable(deleted) else deleted
+        if mask is None or not bool(mask.any()):
+            return None
+        return ~mask
+
+    @staticmethod
+    def _live_count(allowed: torch.Tensor | None, arrays: SearchArrays) -> int:
+        return arrays.num_passages if allowed is None else int(allowed.sum())
+
+
+def _check_k(k: int) -> int:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k <= 0:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    return int(k)
+
+
+def _as_query_tensor(Q, dim: int) -> torch.Tensor:
+    if isinstance(Q, np.ndarray):
+        Q = torch.from_numpy(Q)
+    if not isinstance(Q, torch.Tensor):
+        raise TypeError(f"Q must be a torch.Tensor or numpy array of query vectors, got {type(Q).__name__}")
+    if Q.dim() == 2:
+        Q = Q.unsqueeze(0)
+    if Q.dim() != 3 or Q.shape[-1] != dim:
+        raise ValueError(f"Q must have shape [Lq, {dim}] or [n_queries, Lq, {dim}], got {tuple(Q.shape)}")
+    if not torch.isfinite(Q).all():
+        raise ValueError("Q contains NaN or infinite values")
+    return Q.detach().to("cpu", torch.float32)

@@ -1,0 +1,228 @@
+"""Search speed, fidelity and memory: colja PLAID vs exhaustive and exact brute force.
+
+    python benchmarks/search.py --data bench-data/S [--data bench-data/M] [--text]
+
+Data: ``../shared/bench/gen_data.py`` collections (``--data``; generate with
+``python ../shared/bench/gen_data.py --name S --docs 10000 --out bench-data``) and,
+with ``--text``, ``../shared/data/jaquad-dev-large`` encoded with the fixture model.
+
+For every collection, in one run:
+* fidelity — top-10 agreement of default PLAID search with ``exhaustive=True`` on
+  the same index, and with exact fp32 MaxSim on the uncompressed vectors, for
+  nbits 1/2/4;
+* speed — one query at a time, query encoding excluded: p50/p95 latency with 1 and
+  2 threads, C++ kernels vs the PyTorch fallback (``COLJA_KERNELS=torch``, measured
+  in a subprocess), and exact brute-force MaxSim (fp32 matmul over all vectors) as
+  the baseline, printed as ratios;
+* memory — peak RSS of a process that loads the index (normally and memory-mapped)
+  and runs the queries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+# ---------------------------------------------------------------- data
+def load_bench(folder: Path):
+    embs = np.load(folder / "embs.npy", mmap_mode="r")
+    doclens = np.load(folder / "doclens.npy").astype(np.int64)
+    queries = np.load(folder / "queries.npy").astype(np.float32)
+    gt = np.load(folder / "gt_ids.npy")[:, :10]
+    return embs, doclens, queries, gt
+
+
+def split_docs(embs, doclens):
+    offsets = np.concatenate([[0], np.cumsum(doclens)])
+    return [embs[offsets[i]:offsets[i + 1]] for i in range(len(doclens))]
+
+
+def encode_jaquad(cache: Path):
+    """jaquad-dev-large passages and queries encoded with the fixture model (cached)."""
+    if (cache / "embs.npy").exists():
+        return load_bench(cache)
+    import warnings
+
+    import torch
+
+    from colja import ColBERT, TruncationWarning
+    from colja.search.maxsim import maxsim_matrix
+
+    warnings.simplefilter("ignore", TruncationWarning)
+    model = ColBERT.from_pretrained(SHARED / "fixtures" / "colbert-tiny-ja" / "model", device="cpu")
+    data = SHARED / "data" / "jaquad-dev-large"
+    texts = [json.loads(l)["text"] for l in open(data / "corpus.jsonl", encoding="utf-8")]
+    queries = [json.loads(l)["text"] for l in open(data / "queries.jsonl", encoding="utf-8")][:500]
+    flat, doclens = model.encode_documents(texts, batch_size=64, return_flat=True, show_progress=True)
+    Q = model.encode_queries(queries)
+    offsets = np.concatenate([[0], np.cumsum(doclens.numpy())])
+    docs = [flat[offsets[i]:offsets[i + 1]] for i in range(len(texts))]
+    gt = maxsim_matrix(Q, docs).topk(10, dim=1).indices.numpy()
+    cache.mkdir(parents=True, exist_ok=True)
+    np.save(cache / "embs.npy", flat.half().numpy())
+    np.save(cache / "doclens.npy", doclens.numpy().astype(np.int32))
+    np.save(cache / "queries.npy", Q.half().numpy())
+    np.save(cache / "gt_ids.npy", gt)
+    return load_bench(cache)
+
+
+def agreement(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
+    return float(np.mean([len(set(x[:k]) & set(y[:k])) / k for x, y in zip(a, b)]))
+
+
+def build_index(embs, doclens, path: Path, nbits: int):
+    from colja import Index
+
+    if (path / "CURRENT").exists():
+        return Index.load(path)
+    t = time.perf_counter()
+    index = Index.from_embeddings(split_docs(embs, doclens), path, nbits=nbits)
+    print(f"  built {path.name} in {time.perf_counter() - t:.1f}s", flush=True)
+    return index
+
+
+# ---------------------------------------------------------------- worker (subprocess)
+def worker(args) -> None:
+    """Load an index, time single-query searches, print one JSON line."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from colja import Index, kernels
+
+    queries = np.load(args.queries).astype(np.float32)[: args.n]
+    index = Index.load(args.index, mmap=args.mmap)
+    overrides = json.loads(args.overrides)
+    index.search_embeddings(queries[0], 10, **overrides)  # warm-up (kernel load, caches)
+    times, ids = [], []
+    for q in queries:
+        t = time.perf_counter()
+        res = index.search_embeddings(q, 10, **overrides)
+        times.append(time.perf_counter() - t)
+        ids.append(res.pids[0])
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"p50": float(np.median(times) * 1e3), "p95": float(np.percentile(times, 95) * 1e3),
+                      "backend": kernels.backend(), "peak_rss_mb": rss, "ids": np.array(ids).tolist()}))
+
+
+def run_worker(index: Path, queries: Path, n: int, threads: int, *, torch_fallback=False, mmap=False, overrides=None) -> dict:
+    env = dict(os.environ)
+    if torch_fallback:
+        env["COLJA_KERNELS"] = "torch"
+    cmd = [sys.executable, __file__, "--worker", "--index", str(index), "--queries", str(queries), "--n", str(n),
+           "--threads", str(threads), "--overrides", json.dumps(overrides or {})] + (["--mmap"] if mmap else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def brute_force_ms(embs, doclens, queries, n: int, threads: int) -> tuple[float, np.ndarray]:
+    """Exact MaxSim over all uncompressed vectors (fp32 matmul, tiled), one query at a time."""
+    import torch
+
+    torch.set_num_threads(threads)
+    E = torch.from_numpy(np.asarray(embs, dtype=np.float32))
+    lens = torch.from_numpy(doclens)
+    times, ids = [], []
+    for q in queries[:n]:
+        t = time.perf_counter()
+        sims = E @ torch.from_numpy(q).T  # [tokens, 32]
+        scores = torch.segment_reduce(sims, "max", lengths=lens, axis=0).sum(1)
+        ids.append(scores.topk(10).indices.numpy())
+        times.append(time.perf_counter() - t)
+    del E
+    return float(np.median(times) * 1e3), np.array(ids)
+
+
+# ---------------------------------------------------------------- main
+def bench_collection(name: str, embs, doclens, queries, gt, work: Path, args) -> None:
+    import torch
+
+    print(f"\n=== {name}: {len(doclens):,} passages, {len(embs):,} vectors, {len(queries)} queries ===", flush=True)
+    qfile = work / f"{name}-queries.npy"
+    np.save(qfile, queries[: args.queries])
+    nq = min(args.queries, len(queries))
+
+    print("fidelity (top-10 agreement, default settings, all queries):")
+    indexes = {}
+    for nbits in args.nbits:
+        index = build_index(embs, doclens, work / f"{name}-{nbits}bit", nbits)
+        indexes[nbits] = index.path
+        torch.set_num_threads(2)
+        plaid = index.search_embeddings(queries[:nq], 10).pids
+        exhaustive = index.search_embeddings(queries[:nq], 10, exhaustive=True).pids
+        print(f"  nbits={nbits}: PLAID vs exhaustive {agreement(plaid, exhaustive):.4f} | "
+              f"PLAID vs exact fp32 {agreement(plaid, gt[:nq]):.4f} | exhaustive vs exact {agreement(exhaustive, gt[:nq]):.4f}",
+              flush=True)
+
+    path = indexes[2] if 2 in indexes else indexes[args.nbits[0]]
+    n_lat = min(args.latency_queries, nq)
+    print(f"latency, one query at a time ({n_lat} queries, {path.name}):")
+    rows = {}
+    for threads in (1, 2):
+        rows[("kernels", threads)] = run_worker(path, qfile, n_lat, threads)
+        rows[("torch", threads)] = run_worker(path, qfile, n_lat, threads, torch_fallback=True)
+        bf_ms, _ = brute_force_ms(embs, doclens, queries, min(args.brute_queries, nq), threads)
+        rows[("brute", threads)] = {"p50": bf_ms}
+        k, t = rows[("kernels", threads)], rows[("torch", threads)]
+        print(f"  threads={threads}: kernels p50 {k['p50']:.2f} ms p95 {k['p95']:.2f} ms [{k['backend']}] | "
+              f"torch fallback p50 {t['p50']:.2f} ms p95 {t['p95']:.2f} ms | brute force p50 {bf_ms:.1f} ms", flush=True)
+        print(f"             kernels vs torch {t['p50'] / k['p50']:.1f}x faster; brute force / kernels = {bf_ms / k['p50']:.0f}x "
+              f"(colja = 1/{bf_ms / k['p50']:.0f} of brute force)", flush=True)
+    mm = run_worker(path, qfile, n_lat, 1, mmap=True)
+    print(f"memory: peak RSS loaded normally {rows[('kernels', 1)]['peak_rss_mb']:.0f} MB, memory-mapped {mm['peak_rss_mb']:.0f} MB "
+          f"(mmap p50 {mm['p50']:.2f} ms)", flush=True)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", action="append", default=[], help="a gen_data.py output folder (repeatable)")
+    ap.add_argument("--text", action="store_true", help="also jaquad-dev-large encoded with the fixture model")
+    ap.add_argument("--nbits", type=int, nargs="+", default=[1, 2, 4])
+    ap.add_argument("--queries", type=int, default=500)
+    ap.add_argument("--latency-queries", type=int, default=200)
+    ap.add_argument("--brute-queries", type=int, default=20)
+    ap.add_argument("--work", default=str(REPO / "bench-data" / "indexes"), help="where indexes are built (reused)")
+    args = ap.parse_args()
+    import torch
+
+    import colja
+
+    print(f"colja {colja.__version__}, torch {torch.__version__}, numpy {np.__version__}, "
+          f"{platform.machine()} {os.cpu_count()} cores, python {platform.python_version()}")
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    for folder in args.data:
+        bench_collection(Path(folder).name, *load_bench(Path(folder)), work, args)
+    if args.text:
+        bench_collection("jaquad-dev-large", *encode_jaquad(REPO / "bench-data" / "jaquad-tiny"), work, args)
+
+
+def worker_main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--worker", action="store_true")
+    p.add_argument("--index")
+    p.add_argument("--queries")
+    p.add_argument("--n", type=int)
+    p.add_argument("--threads", type=int)
+    p.add_argument("--mmap", action="store_true")
+    p.add_argument("--overrides", default="{}")
+    worker(p.parse_args())
+
+
+if __name__ == "__main__":
+    worker_main() if "--worker" in sys.argv else main()

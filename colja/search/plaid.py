@@ -1,0 +1,143 @@
+"""PLAID candidate generation and scoring, as pure stage functions.
+
+Stages (Santhanam et al. 2022; ``colbert-anchors.md`` §1.6):
+
+1. ``centroid_scores``: S = centroids · Qᵀ, kept transposed as ``[C, Lq]``;
+2. ``candidate_pids``: the top ``ncells`` centroids of every query vector, the
+   passages of their IVF lists;
+3. pruned centroid interaction (centroids scoring below the threshold for every
+   query vector are ignored) → top ``ndocs``; full centroid interaction → top
+   ``nfinal`` (kernels.filter_candidates does both);
+4. exact MaxSim of the survivors on their compressed vectors
+   (kernels.maxsim_packed: q·(c + r)/‖c + r‖ through lookup tables) → top k.
+
+colja guarantees ``min(k, allowed passages)`` unique hits: when pruning leaves
+fewer, the search widens and, at worst, scores every allowed passage exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from colja import kernels
+from colja.search.settings import SearchSettings
+
+
+@dataclass
+class SearchArrays:
+    """The parts of an index the search reads (CPU tensors, possibly memory-mapped).
+
+    centroids: float32 [C, dim]; codes: int32 [N]; residuals: uint8 [N, dim*nbits/8];
+    norms: float32 [N]; bucket_weights: float32 [2**nbits]; doc_offsets: int64 [n+1];
+    ivf: int32 [sum of list lengths] (sorted unique pids per centroid);
+    ivf_offsets: int64 [C+1].
+    """
+
+    centroids: torch.Tensor
+    codes: torch.Tensor
+    residuals: torch.Tensor
+    norms: torch.Tensor
+    bucket_weights: torch.Tensor
+    nbits: int
+    doc_offsets: torch.Tensor
+    ivf: torch.Tensor
+    ivf_offsets: torch.Tensor
+
+    @property
+    def num_passages(self) -> int:
+        return int(self.doc_offsets.numel() - 1)
+
+    @property
+    def num_centroids(self) -> int:
+        return int(self.centroids.shape[0])
+
+
+def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
+    """``float32 [C, Lq]``: every centroid against every query vector."""
+    return (centroids @ Q.T).contiguous()
+
+
+def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor) -> torch.Tensor:
+    """Sorted unique passage ids (int64) in the IVF lists of each query vector's top cells."""
+    ncells = min(ncells, scores_t.shape[0])
+    cells = scores_t.topk(ncells, dim=0, sorted=False).indices.flatten().unique()
+    starts = ivf_offsets[cells]
+    lengths = ivf_offsets[cells + 1] - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return torch.empty(0, dtype=torch.long)
+    # gather the concatenated slices ivf[start:start+len] without a Python loop
+    owners = torch.repeat_interleave(torch.arange(len(cells)), lengths)
+    within = torch.arange(total) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    pids = ivf[(starts[owners] + within)].long()
+    return pids.unique()
+
+
+def drop_zero_rows(Q: torch.Tensor) -> torch.Tensor:
+    """Query vectors that are all zeros (dynamic-length padding) score nothing: drop them."""
+    nonzero = Q.abs().sum(dim=1) > 0
+    return Q if bool(nonzero.all()) else Q[nonzero]
+
+
+def exact_scores(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor) -> torch.Tensor:
+    """Exact MaxSim of ``pids`` on their compressed vectors, float32 [len(pids)]."""
+    return kernels.maxsim_packed(Q, scores_t, arrays.codes, arrays.residuals, arrays.norms, arrays.bucket_weights,
+                                 arrays.nbits, arrays.doc_offsets, pids)
+
+
+def top_k(scores: torch.Tensor, pids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Best ``k`` by score (descending), ties broken by the smaller pid, deterministically."""
+    if pids.numel() == 0:
+        return scores[:0], pids[:0]
+    order = torch.argsort(pids, stable=True)
+    scores, pids = scores[order], pids[order]
+    order = torch.argsort(scores, descending=True, stable=True)[:k]
+    return scores[order], pids[order]
+
+
+def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,
+               allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k ``(scores float32, pids int64)`` of one query ``Q`` float32 [Lq, dim].
+
+    ``allowed`` (bool [num_passages]) restricts the result to some passages
+    (deletions, metadata filters). ``settings`` must be resolved.
+    """
+    Q = drop_zero_rows(Q.float().contiguous())
+    n_allowed = arrays.num_passages if allowed is None else int(allowed.sum())
+    k = min(k, n_allowed)
+    if k <= 0 or Q.shape[0] == 0:
+        return _empty()
+    scores_t = centroid_scores(Q, arrays.centroids)
+    if settings.exhaustive:
+        return _exhaustive(Q, scores_t, arrays, k, allowed)
+
+    ncells = settings.ncells
+    while True:
+        pids = candidate_pids(scores_t, ncells, arrays.ivf, arrays.ivf_offsets)
+        if allowed is not None and pids.numel():
+            pids = pids[allowed[pids]]
+        if pids.numel() >= k or ncells >= arrays.num_centroids:
+            break
+        ncells = min(ncells * 4, arrays.num_centroids)  # too few candidates: probe wider
+    if pids.numel() < k:
+        return _exhaustive(Q, scores_t, arrays, k, allowed)
+
+    keep = scores_t.max(dim=1).values >= settings.centroid_score_threshold
+    nfinal = max(settings.nfinal, k)
+    survivors, _ = kernels.filter_candidates(scores_t, arrays.codes, arrays.doc_offsets, pids, keep,
+                                              max(settings.ndocs, nfinal), nfinal)
+    scores = exact_scores(Q, scores_t, arrays, survivors)
+    return top_k(scores, survivors, k)
+
+
+def _exhaustive(Q, scores_t, arrays: SearchArrays, k: int, allowed: torch.Tensor | None):
+    pids = torch.arange(arrays.num_passages, dtype=torch.long)
+    if allowed is not None:
+        pids = pids[allowed]
+    return top_k(exact_scores(Q, scores_t, arrays, pids), pids, k)
+
+
+def _empty() -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty(0, dtype=torch.float32), torch.empty(0, dtype=torch.long)
