@@ -2,20 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-
-_local = threading.local()
-
-
-def _tagger():
-    tagger = getattr(_local, "tagger", None)
-    if tagger is None:
-        import fugashi
-        import unidic_lite
-
-        tagger = fugashi.Tagger(f"-d {unidic_lite.DICDIR}")
-        _local.tagger = tagger
-    return tagger
+from colja.text.japanese import mecab_tagger
 
 
 def word_boundaries(text: str) -> list[tuple[int, int]]:
@@ -25,7 +12,7 @@ def word_boundaries(text: str) -> list[tuple[int, int]]:
     the text (it should not happen), every character becomes its own word.
     """
     spans, pos = [], 0
-    for node in _tagger()(text):
+    for node in mecab_tagger()(text):
         start = pos
         pos += len(node.white_space)
         if text.startswith(node.surface, pos):
