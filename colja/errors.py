@@ -53,4 +53,9 @@ __all__ = [
     "KernelFallbackWarning",
     "TruncationWarning",
     "StaleIndexWarning",
+    "CollectionError",
 ]
+
+
+class CollectionError(ColjaError, ValueError):
+    """Documents, doc ids or metadata given to build an index are invalid (nothing was written)."""
