@@ -33,6 +33,10 @@ _LAZY = {
     "Index": "colja.index.index",
     "Hit": "colja.search.results",
     "SearchResults": "colja.search.results",
+    "rerank": "colja.search.rerank",
+    "rerank_batch": "colja.search.rerank",
+    "RerankHit": "colja.search.rerank",
+    "InMemoryIndex": "colja.search.in_memory",
 }
 
 __all__ = [
@@ -41,6 +45,10 @@ __all__ = [
     "Index",
     "Hit",
     "SearchResults",
+    "rerank",
+    "rerank_batch",
+    "RerankHit",
+    "InMemoryIndex",
     "ColjaError",
     "IndexExistsError",
     "IndexFormatError",

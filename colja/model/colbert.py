@@ -319,6 +319,12 @@ class ColBERT(nn.Module):
         D = self.encode_documents(documents, batch_size=batch_size)
         return maxsim_matrix(Q, D)
 
+    def rerank(self, query: str, passages: list[str], *, k: int | None = None, batch_size: int = 32):
+        """Sort ``passages`` by MaxSim against ``query`` (see :func:`colja.rerank`)."""
+        from colja.search.rerank import rerank
+
+        return rerank(query, passages, k=k, model=self, batch_size=batch_size)
+
     def __repr__(self) -> str:
         return (f"ColBERT(name_or_path={self.name_or_path!r}, backbone={type(self.bert).__name__}, "
                 f"dim={self.dim}, query_maxlen={self.query_maxlen}, doc_maxlen={self.doc_maxlen})")
