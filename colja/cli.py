@@ -1,77 +1,23 @@
-"""The ``colja`` command."""
+"""The ``colja`` command. Each subcommand lives in ``colja/commands/<name>.py``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
-import os
 import sys
-import time
-from pathlib import Path
-
-DEFAULT_MODEL = "answerdotai/JaColBERTv2.5"
-
-DEMO_QUERIES = [
-    "日本で一番高い山は？",
-    "東京タワーの高さはどれくらい？",
-    "ラーメンの発祥地はどこ？",
-]
-DEMO_PASSAGES = [
-    "富士山は標高3776メートルで、日本で最も高い山である。",
-    "東京タワーは高さ333メートルの電波塔で、1958年に完成した。",
-    "ラーメンは中国の麺料理を起源とし、日本で独自に発展した。",
-    "京都には多くの寺院や神社があり、観光客に人気がある。",
-]
-
-
-def _demo_model(requested: str | None) -> tuple[str, str]:
-    """The model the demo uses, and a note on where it came from."""
-    if requested:
-        return requested, "given with --model"
-    if os.environ.get("COLJA_DEMO_MODEL"):
-        return os.environ["COLJA_DEMO_MODEL"], "from COLJA_DEMO_MODEL"
-    shared_fixture = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "colbert-tiny-ja" / "model"
-    if shared_fixture.is_dir():
-        return str(shared_fixture), "the offline test fixture (random weights: scores show the pipeline works, not relevance)"
-    return DEFAULT_MODEL, "the default model"
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from colja import ColBERT
-    from colja.search.maxsim import maxsim_matrix
-
-    name, note = _demo_model(args.model)
-    print(f"model: {name}  ({note})")
-    t0 = time.perf_counter()
-    model = ColBERT.from_pretrained(name, device=args.device)
-    t1 = time.perf_counter()
-    Q = model.encode_queries(DEMO_QUERIES)
-    D = model.encode_documents(DEMO_PASSAGES)
-    t2 = time.perf_counter()
-    scores = maxsim_matrix(Q, D)
-    print(f"loaded in {t1 - t0:.2f}s; encoded {len(DEMO_QUERIES)} queries and {len(DEMO_PASSAGES)} passages in {(t2 - t1) * 1000:.0f} ms\n")
-    for qi, query in enumerate(DEMO_QUERIES):
-        print(f"Q: {query}")
-        order = scores[qi].argsort(descending=True)
-        for rank, pi in enumerate(order.tolist(), start=1):
-            raw = float(scores[qi, pi])
-            print(f"  {rank}. {raw:7.3f} (÷{Q.shape[1]} = {raw / Q.shape[1]:.3f})  {DEMO_PASSAGES[pi]}")
-        print()
-    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     from colja import __version__
+    from colja.commands import COMMANDS
 
     parser = argparse.ArgumentParser(prog="colja", description="Japanese late-interaction (ColBERT) retrieval.")
     parser.add_argument("--version", action="version", version=f"colja {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", required=True)
-
-    demo = sub.add_parser("demo", help="encode a few Japanese sentences and print MaxSim similarities (offline)")
-    demo.add_argument("--model", help="model folder or hub id (default: an offline model when one is available)")
-    demo.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    demo.set_defaults(func=cmd_demo)
+    for name in COMMANDS:
+        importlib.import_module(f"colja.commands.{name}").add_parser(sub)
     return parser
 
 
