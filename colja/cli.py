@@ -32,6 +32,11 @@ def main(argv: list[str] | None = None) -> int:
     except ColjaError as e:
         print(f"colja: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # e.g. `colja demo | head`
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
