@@ -1,0 +1,464 @@
+"""Compute kernels of colja: residual decompression, PLAID candidate scoring
+and exact MaxSim, on CPU (C++ extension), CUDA (CUDA extension) or PyTorch.
+
+Every public function takes ``impl="auto" | "torch" | "cpp" | "cuda"``:
+
+* ``"auto"``: the CUDA kernels for CUDA tensors when they are built, else the
+  C++ kernels for CPU tensors when they are built, else the PyTorch path.
+  The extensions are compiled on first use (see :mod:`colja.kernels._build`);
+  a failed build warns once (:class:`colja.errors.KernelFallbackWarning`) and
+  falls back to PyTorch.
+* ``"torch"``: the pure-PyTorch reference ``<name>_ref`` (any device).
+* ``"cpp"`` / ``"cuda"``: the compiled kernels, or :class:`KernelBuildError`.
+
+The ``<name>_ref`` function beside each public function IS its specification.
+
+Shapes: ``dim`` vector width, ``nbits`` residual bits (1, 2, 4), ``P = dim*nbits/8``
+packed bytes per vector, ``Lq`` query vectors, ``C`` centroids, ``N`` token
+vectors, ``doc_offsets`` int64 ``[n_docs + 1]`` prefix sums of doclens (passage
+``p`` owns token rows ``doc_offsets[p]:doc_offsets[p+1]``), ``pids`` int64 ``[m]``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import torch
+import torch.nn.functional as F
+
+from colja.kernels import _build, _checks
+from colja.kernels._build import KernelBuildError, backend, backend_info
+from colja.kernels.bits import pack_residual_buckets, packed_size, unpack_residual_buckets
+
+__all__ = [
+    "KernelBuildError",
+    "backend",
+    "backend_info",
+    "pack_residual_buckets",
+    "unpack_residual_buckets",
+    "packed_size",
+    "decompress_residuals",
+    "decompress_residuals_ref",
+    "vector_norms",
+    "vector_norms_ref",
+    "centroid_interaction",
+    "centroid_interaction_ref",
+    "filter_candidates",
+    "filter_candidates_ref",
+    "maxsim_packed",
+    "maxsim_packed_ref",
+    "maxsim_dense",
+    "maxsim_dense_ref",
+    "maxsim_decompress",
+    "maxsim_decompress_ref",
+    "MISSING_SCORE",
+    "LUT_MAX_BYTES",
+    "default_lut_max_bytes",
+]
+
+#: score of a query vector none of whose passage centroids survived pruning
+MISSING_SCORE = -9999.0
+#: largest per-query lookup table maxsim_packed ever builds (else decompress+dot)
+LUT_MAX_BYTES = 8 << 20
+
+_I32, _I64, _U8, _F32, _F16, _BOOL = (
+    torch.int32, torch.int64, torch.uint8, torch.float32, torch.float16, torch.bool,
+)
+
+
+# ---------------------------------------------------------------------------
+# helpers shared by the references
+# ---------------------------------------------------------------------------
+def _segments(doc_offsets: torch.Tensor, pids: torch.Tensor):
+    """Token rows of ``pids`` (concatenated), the candidate index owning each, doclens."""
+    starts = doc_offsets[pids]
+    lens = doc_offsets[pids + 1] - starts
+    seg = torch.repeat_interleave(torch.arange(len(pids), device=pids.device), lens)
+    first = torch.cumsum(lens, 0) - lens
+    tok = starts[seg] + torch.arange(seg.numel(), device=pids.device) - first[seg]
+    return tok, seg, lens
+
+
+def _segment_max(scores: torch.Tensor, seg: torch.Tensor, m: int, init: float) -> torch.Tensor:
+    """``out[i, k] = max(init, max of scores[t, k] over rows t with seg[t] == i)``."""
+    out = scores.new_full((m, scores.shape[1]), init)
+    return out.scatter_reduce_(0, seg[:, None].expand_as(scores), scores, "amax", include_self=True)
+
+
+def _maxsim_sum(scores: torch.Tensor, seg: torch.Tensor, lens: torch.Tensor) -> torch.Tensor:
+    """Sum over query vectors of the per-passage max of ``scores [T, Lq]``; doclen 0 -> 0."""
+    mx = _segment_max(scores, seg, len(lens), float("-inf"))
+    return mx.sum(-1).masked_fill(lens == 0, 0.0)
+
+
+def _residual_values(residuals, bucket_weights, nbits, dim):
+    return bucket_weights[unpack_residual_buckets(residuals, nbits, dim).long()]
+
+
+@functools.lru_cache(maxsize=1)
+def _l2_cache_bytes() -> int:
+    """Per-core L2 size (0 when unknown)."""
+    try:
+        value = int(os.sysconf("SC_LEVEL2_CACHE_SIZE"))
+        if value > 0:
+            return value
+    except (ValueError, OSError, AttributeError):
+        pass
+    try:
+        with open("/sys/devices/system/cpu/cpu0/cache/index2/size") as f:
+            text = f.read().strip().upper()
+        mult = {"K": 1 << 10, "M": 1 << 20}.get(text[-1:], 1)
+        return int(text.rstrip("KM")) * mult
+    except (OSError, ValueError):
+        return 0
+
+
+def default_lut_max_bytes() -> int:
+    """LUT budget of :func:`maxsim_packed` when ``lut_max_bytes`` is None: half the
+    L2 cache (2 MB assumed when unknown), within [512 KB, LUT_MAX_BYTES].
+
+    Measured break-even (dim 128, Lq 32, AVX-512 and AVX2 builds, 2 MB L2): the
+    table wins by 1.5-3x while it fits in half the L2 (nbits 1 and 2) and loses
+    to decompress+dot once it fills the L2 (nbits 4: 2 MB)."""
+    l2 = _l2_cache_bytes() or (2 << 20)
+    return int(min(LUT_MAX_BYTES, max(512 << 10, l2 // 2)))
+
+
+# ---------------------------------------------------------------------------
+# dispatch
+# ---------------------------------------------------------------------------
+def _pick(impl: str, device: torch.device):
+    """(backend name, extension module or None) for ``impl`` and ``device``."""
+    impl = _checks.impl(impl)
+    if impl == "torch":
+        return "torch", None
+    if device.type == "cuda":
+        if impl == "cpp":
+            raise ValueError(f"impl='cpp' needs CPU tensors, found {device}; use impl='cuda' or 'auto'")
+        if impl == "cuda":
+            return "cuda", _build.require_module("cuda")
+        mod = _build.get_module("cuda")
+        return ("cuda", mod) if mod is not None else ("torch", None)
+    if impl == "cuda":
+        raise ValueError(f"impl='cuda' needs CUDA tensors, found {device}; use impl='cpp' or 'auto'")
+    if device.type != "cpu":
+        if impl == "cpp":
+            raise ValueError(f"impl='cpp' needs CPU tensors, found {device}")
+        return "torch", None
+    if impl == "cpp":
+        return "cpp", _build.require_module("cpu")
+    mod = _build.get_module("cpu")
+    return ("cpp", mod) if mod is not None else ("torch", None)
+
+
+def _codec_args(codes, residuals, centroids, bucket_weights, nbits):
+    centroids = _checks.tensor("centroids", centroids, (_F32, _F16), "[C, dim]", 2)
+    dev = centroids.device
+    dim = centroids.shape[1]
+    nbits = _checks.nbits(nbits, dim)
+    codes = _checks.tensor("codes", codes, (_I32,), "[n]", 1, dev)
+    residuals = _checks.tensor("residuals", residuals, (_U8,), "[n, P]", 2, dev)
+    bucket_weights = _checks.tensor("bucket_weights", bucket_weights, (_F32,), "[2**nbits]", 1, dev)
+    _checks.size("residuals", residuals, 0, codes.shape[0], "n (one row per code)")
+    _checks.size("residuals", residuals, 1, dim * nbits // 8, f"P = dim*nbits/8 (dim={dim}, nbits={nbits})")
+    _checks.size("bucket_weights", bucket_weights, 0, 1 << nbits, f"2**nbits (nbits={nbits})")
+    return codes, residuals, centroids, bucket_weights, nbits
+
+
+def _passage_args(doc_offsets, pids, dev, pids_optional=False):
+    doc_offsets = _checks.tensor("doc_offsets", doc_offsets, (_I64,), "[n_docs + 1]", 1, dev)
+    if doc_offsets.shape[0] < 1:
+        raise ValueError("doc_offsets must have n_docs + 1 >= 1 entries, found 0")
+    if pids is None and pids_optional:
+        return doc_offsets, None
+    pids = _checks.tensor("pids", pids, (_I64,), "[m]", 1, dev)
+    return doc_offsets, pids
+
+
+def _cst_args(centroid_scores_t, codes, keep):
+    cst = _checks.tensor("centroid_scores_t", centroid_scores_t, (_F32,), "[C, Lq]", 2)
+    dev = cst.device
+    codes = _checks.tensor("codes", codes, (_I32,), "[N]", 1, dev)
+    if keep is not None:
+        keep = _checks.tensor("keep", keep, (_BOOL,), "[C]", 1, dev)
+        _checks.size("keep", keep, 0, cst.shape[0], "C (rows of centroid_scores_t)")
+    return cst, codes, keep
+
+
+# ---------------------------------------------------------------------------
+# 1. decompress_residuals
+# ---------------------------------------------------------------------------
+def decompress_residuals_ref(codes, residuals, centroids, bucket_weights, nbits):
+    """``normalize(centroids[code].float() + bucket_weights[bucket])`` per row."""
+    v = centroids[codes.long()].float() + _residual_values(residuals, bucket_weights, nbits, centroids.shape[1])
+    return F.normalize(v, p=2.0, dim=-1)
+
+
+def decompress_residuals(
+    codes: torch.Tensor,
+    residuals: torch.Tensor,
+    centroids: torch.Tensor,
+    bucket_weights: torch.Tensor,
+    nbits: int,
+    *,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Decompress ``n`` vectors: int32 ``codes [n]``, uint8 ``residuals [n, P]``,
+    float16/32 ``centroids [C, dim]``, float32 ``bucket_weights [2**nbits]``
+    -> float32 ``[n, dim]``, L2-normalised rows."""
+    codes, residuals, centroids, bucket_weights, nbits = _codec_args(
+        codes, residuals, centroids, bucket_weights, nbits)
+    name, mod = _pick(impl, centroids.device)
+    if mod is None:
+        return decompress_residuals_ref(codes, residuals, centroids, bucket_weights, nbits)
+    return mod.decompress_residuals(codes, residuals, centroids, bucket_weights, nbits)
+
+
+# ---------------------------------------------------------------------------
+# 2. vector_norms
+# ---------------------------------------------------------------------------
+def vector_norms_ref(codes, residuals, centroids, bucket_weights, nbits):
+    """L2 norm of ``centroids[code].float() + bucket_weights[bucket]`` (before normalising)."""
+    v = centroids[codes.long()].float() + _residual_values(residuals, bucket_weights, nbits, centroids.shape[1])
+    return torch.linalg.vector_norm(v, dim=-1)
+
+
+def vector_norms(
+    codes: torch.Tensor,
+    residuals: torch.Tensor,
+    centroids: torch.Tensor,
+    bucket_weights: torch.Tensor,
+    nbits: int,
+    *,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """float32 ``[n]``: norms of the un-normalised decompressed vectors (stored by
+    the index so :func:`maxsim_packed` can renormalise)."""
+    codes, residuals, centroids, bucket_weights, nbits = _codec_args(
+        codes, residuals, centroids, bucket_weights, nbits)
+    name, mod = _pick(impl, centroids.device)
+    if mod is None:
+        return vector_norms_ref(codes, residuals, centroids, bucket_weights, nbits)
+    return mod.vector_norms(codes, residuals, centroids, bucket_weights, nbits)
+
+
+# ---------------------------------------------------------------------------
+# 3. centroid_interaction
+# ---------------------------------------------------------------------------
+def centroid_interaction_ref(centroid_scores_t, codes, doc_offsets, pids, keep=None):
+    """PLAID approximate score: sum over k of max over the pid's kept codes of
+    ``centroid_scores_t[code, k]``, each max starting from -9999."""
+    tok, seg, lens = _segments(doc_offsets, pids)
+    c = codes[tok].long()
+    s = centroid_scores_t[c]
+    if keep is not None:
+        s = s.masked_fill(~keep[c][:, None], MISSING_SCORE)
+    return _segment_max(s, seg, len(pids), MISSING_SCORE).sum(-1)
+
+
+def centroid_interaction(
+    centroid_scores_t: torch.Tensor,
+    codes: torch.Tensor,
+    doc_offsets: torch.Tensor,
+    pids: torch.Tensor,
+    keep: torch.Tensor | None = None,
+    *,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """float32 ``[m]`` approximate scores of ``pids`` from float32
+    ``centroid_scores_t [C, Lq]`` (row c = scores of centroid c against every
+    query vector), int32 ``codes [N]``, ``doc_offsets``, ``pids`` and an optional
+    bool ``keep [C]`` (pruned centroids are ignored)."""
+    cst, codes, keep = _cst_args(centroid_scores_t, codes, keep)
+    doc_offsets, pids = _passage_args(doc_offsets, pids, cst.device)
+    name, mod = _pick(impl, cst.device)
+    if mod is None:
+        return centroid_interaction_ref(cst, codes, doc_offsets, pids, keep)
+    return mod.centroid_interaction(cst, codes, doc_offsets, pids, keep)
+
+
+# ---------------------------------------------------------------------------
+# 4. filter_candidates
+# ---------------------------------------------------------------------------
+def _top(pids, scores, k):
+    """Top ``k`` by score descending, ties -> smaller pid first."""
+    order = torch.argsort(pids, stable=True)
+    order = order[torch.argsort(scores[order], descending=True, stable=True)][:k]
+    return pids[order], scores[order]
+
+
+def filter_candidates_ref(centroid_scores_t, codes, doc_offsets, pids, keep, ndocs, nfinal):
+    """PLAID stages 2+3: score with pruning, keep the top ``ndocs``, rescore those
+    without pruning, return the top ``nfinal`` (pids, scores) best first."""
+    s2 = centroid_interaction_ref(centroid_scores_t, codes, doc_offsets, pids, keep)
+    p2, _ = _top(pids, s2, ndocs)
+    s3 = centroid_interaction_ref(centroid_scores_t, codes, doc_offsets, p2, None)
+    return _top(p2, s3, nfinal)
+
+
+def filter_candidates(
+    centroid_scores_t: torch.Tensor,
+    codes: torch.Tensor,
+    doc_offsets: torch.Tensor,
+    pids: torch.Tensor,
+    keep: torch.Tensor | None,
+    ndocs: int,
+    nfinal: int,
+    *,
+    impl: str = "auto",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """PLAID stages 2+3 fused -> (int64 pids ``[<= nfinal]``, float32 scores),
+    sorted by score descending, ties broken by smaller pid."""
+    cst, codes, keep = _cst_args(centroid_scores_t, codes, keep)
+    doc_offsets, pids = _passage_args(doc_offsets, pids, cst.device)
+    ndocs = _checks.count("ndocs", ndocs)
+    nfinal = _checks.count("nfinal", nfinal)
+    name, mod = _pick(impl, cst.device)
+    if mod is None:
+        return filter_candidates_ref(cst, codes, doc_offsets, pids, keep, ndocs, nfinal)
+    if name == "cuda":  # CUDA scoring kernels, selection with torch on the GPU
+        s2 = mod.centroid_interaction(cst, codes, doc_offsets, pids, keep)
+        p2, _ = _top(pids, s2, ndocs)
+        s3 = mod.centroid_interaction(cst, codes, doc_offsets, p2, None)
+        return _top(p2, s3, nfinal)
+    return mod.filter_candidates(cst, codes, doc_offsets, pids, keep, ndocs, nfinal)
+
+
+# ---------------------------------------------------------------------------
+# 5. maxsim_packed
+# ---------------------------------------------------------------------------
+def maxsim_packed_ref(Q, centroid_scores_t, codes, residuals, norms, bucket_weights, nbits,
+                      doc_offsets, pids):
+    """Exact MaxSim against the decompressed vectors, from the packed codes:
+    ``sum_k max_t (cst[code_t, k] + Q[k] . bucket_weights[b_t]) / norm_t``."""
+    tok, seg, lens = _segments(doc_offsets, pids)
+    r = _residual_values(residuals[tok], bucket_weights, nbits, Q.shape[1])
+    s = (centroid_scores_t[codes[tok].long()] + r @ Q.T) / norms[tok, None].clamp_min(1e-12)
+    return _maxsim_sum(s, seg, lens)
+
+
+def maxsim_packed(
+    Q: torch.Tensor,
+    centroid_scores_t: torch.Tensor,
+    codes: torch.Tensor,
+    residuals: torch.Tensor,
+    norms: torch.Tensor,
+    bucket_weights: torch.Tensor,
+    nbits: int,
+    doc_offsets: torch.Tensor,
+    pids: torch.Tensor,
+    *,
+    impl: str = "auto",
+    lut_max_bytes: int | None = None,
+) -> torch.Tensor:
+    """float32 ``[m]`` exact MaxSim of ``pids`` against their decompressed
+    vectors, without a decompression pass: float32 ``Q [Lq, dim]``,
+    ``centroid_scores_t = (Q @ centroids.float().T).T`` ``[C, Lq]``, int32
+    ``codes [N]``, uint8 ``residuals [N, P]``, float32 ``norms [N]`` (from
+    :func:`vector_norms`), ``bucket_weights``, ``nbits``, ``doc_offsets``, ``pids``.
+    Doclen 0 scores 0.
+
+    The C++ kernel builds per-query lookup tables ``LUT[p][v][k]`` (packed byte
+    position x byte value x query vector, ``Lq*P*256*4`` bytes) when they fit in
+    ``lut_max_bytes`` (None: :func:`default_lut_max_bytes`), else it decompresses
+    and dots; both give the same numbers up to float rounding."""
+    Q = _checks.tensor("Q", Q, (_F32,), "[Lq, dim]", 2)
+    dev = Q.device
+    Lq, dim = Q.shape
+    nbits = _checks.nbits(nbits, dim)
+    cst = _checks.tensor("centroid_scores_t", centroid_scores_t, (_F32,), "[C, Lq]", 2, dev)
+    _checks.size("centroid_scores_t", cst, 1, Lq, "Lq (rows of Q)")
+    codes = _checks.tensor("codes", codes, (_I32,), "[N]", 1, dev)
+    residuals = _checks.tensor("residuals", residuals, (_U8,), "[N, P]", 2, dev)
+    _checks.size("residuals", residuals, 0, codes.shape[0], "N (one row per code)")
+    _checks.size("residuals", residuals, 1, dim * nbits // 8, f"P = dim*nbits/8 (dim={dim}, nbits={nbits})")
+    norms = _checks.tensor("norms", norms, (_F32,), "[N]", 1, dev)
+    _checks.size("norms", norms, 0, codes.shape[0], "N (one per code)")
+    bucket_weights = _checks.tensor("bucket_weights", bucket_weights, (_F32,), "[2**nbits]", 1, dev)
+    _checks.size("bucket_weights", bucket_weights, 0, 1 << nbits, f"2**nbits (nbits={nbits})")
+    doc_offsets, pids = _passage_args(doc_offsets, pids, dev)
+    if lut_max_bytes is None:
+        lut_max_bytes = default_lut_max_bytes()
+    lut_max_bytes = _checks.count("lut_max_bytes", lut_max_bytes)
+    name, mod = _pick(impl, dev)
+    if mod is None:
+        return maxsim_packed_ref(Q, cst, codes, residuals, norms, bucket_weights, nbits, doc_offsets, pids)
+    if name == "cuda":
+        return mod.maxsim_packed(Q, cst, codes, residuals, norms, bucket_weights, nbits, doc_offsets, pids)
+    return mod.maxsim_packed(Q, cst, codes, residuals, norms, bucket_weights, nbits, doc_offsets,
+                             pids, lut_max_bytes)
+
+
+# ---------------------------------------------------------------------------
+# 6. maxsim_dense
+# ---------------------------------------------------------------------------
+def maxsim_dense_ref(Q, D, doc_offsets, pids=None):
+    """``sum_k max_t Q[k] . D[t]`` over each passage's rows of ``D`` (fp32 math)."""
+    if pids is None:
+        pids = torch.arange(doc_offsets.shape[0] - 1, device=doc_offsets.device)
+    tok, seg, lens = _segments(doc_offsets, pids)
+    return _maxsim_sum(D[tok].float() @ Q.T, seg, lens)
+
+
+def maxsim_dense(
+    Q: torch.Tensor,
+    D: torch.Tensor,
+    doc_offsets: torch.Tensor,
+    pids: torch.Tensor | None = None,
+    *,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """Exact MaxSim over uncompressed vectors: float32 ``Q [Lq, dim]``, float16/32
+    ``D [N, dim]`` -> float32 ``[m]`` (or ``[n_docs]`` when ``pids`` is None).
+    Doclen 0 scores 0. On CUDA this always runs the PyTorch path (cuBLAS)."""
+    Q = _checks.tensor("Q", Q, (_F32,), "[Lq, dim]", 2)
+    D = _checks.tensor("D", D, (_F32, _F16), "[N, dim]", 2, Q.device)
+    _checks.size("D", D, 1, Q.shape[1], "dim (columns of Q)")
+    doc_offsets, pids = _passage_args(doc_offsets, pids, Q.device, pids_optional=True)
+    name, mod = _pick(impl, Q.device)
+    if mod is None or name == "cuda":
+        return maxsim_dense_ref(Q, D, doc_offsets, pids)
+    return mod.maxsim_dense(Q, D, doc_offsets, pids)
+
+
+# ---------------------------------------------------------------------------
+# 7. maxsim_decompress (decompress + dot, the ColBERTv2 way)
+# ---------------------------------------------------------------------------
+def maxsim_decompress_ref(Q, codes, residuals, centroids, bucket_weights, nbits, doc_offsets, pids):
+    """``maxsim_dense(Q, decompress_residuals(...))`` restricted to ``pids``."""
+    tok, seg, lens = _segments(doc_offsets, pids)
+    D = decompress_residuals_ref(codes[tok], residuals[tok], centroids, bucket_weights, nbits)
+    return _maxsim_sum(D @ Q.T, seg, lens)
+
+
+def maxsim_decompress(
+    Q: torch.Tensor,
+    codes: torch.Tensor,
+    residuals: torch.Tensor,
+    centroids: torch.Tensor,
+    bucket_weights: torch.Tensor,
+    nbits: int,
+    doc_offsets: torch.Tensor,
+    pids: torch.Tensor,
+    *,
+    impl: str = "auto",
+) -> torch.Tensor:
+    """float32 ``[m]``: MaxSim of ``pids`` against their decompressed vectors,
+    decompressing and dotting in one pass (the baseline of :func:`maxsim_packed`)."""
+    Q = _checks.tensor("Q", Q, (_F32,), "[Lq, dim]", 2)
+    codes, residuals, centroids, bucket_weights, nbits = _codec_args(
+        codes, residuals, centroids, bucket_weights, nbits)
+    if centroids.device != Q.device:
+        raise ValueError(f"centroids must be on the same device as Q ({Q.device}), found {centroids.device}")
+    _checks.size("centroids", centroids, 1, Q.shape[1], "dim (columns of Q)")
+    doc_offsets, pids = _passage_args(doc_offsets, pids, Q.device)
+    name, mod = _pick(impl, Q.device)
+    if mod is None:
+        return maxsim_decompress_ref(Q, codes, residuals, centroids, bucket_weights, nbits, doc_offsets, pids)
+    if name == "cuda":
+        tok, seg, lens = _segments(doc_offsets, pids)
+        D = mod.decompress_residuals(codes[tok].contiguous(), residuals[tok].contiguous(), centroids,
+                                     bucket_weights, nbits)
+        return _maxsim_sum(D @ Q.T, seg, lens)
+    return mod.maxsim_decompress(Q, codes, residuals, centroids, bucket_weights, nbits, doc_offsets, pids)

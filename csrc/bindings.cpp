@@ -1,0 +1,260 @@
+// Python bindings of the colja CPU kernels: re-check every tensor argument
+// (the Python layer already validated them with friendlier messages), allocate
+// outputs, release the GIL and call the raw-pointer kernels in kernels.cpp.
+
+#include <torch/extension.h>
+
+#include <optional>
+#include <tuple>
+
+#include "colja_kernels.h"
+
+namespace {
+
+void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, int64_t ndim) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor");
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, found device ", t.device());
+  TORCH_CHECK(t.scalar_type() == dtype, name, " must have dtype ", dtype, ", found ",
+              t.scalar_type());
+  TORCH_CHECK(t.dim() == ndim, name, " must be ", ndim, "-D, found shape ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+void check_float_matrix(const at::Tensor& t, const char* name, bool allow_half) {
+  TORCH_CHECK(t.defined(), name, " must be a tensor");
+  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor, found device ", t.device());
+  TORCH_CHECK(t.scalar_type() == at::kFloat || (allow_half && t.scalar_type() == at::kHalf), name,
+              " must have dtype float32", allow_half ? " or float16" : "", ", found ",
+              t.scalar_type());
+  TORCH_CHECK(t.dim() == 2, name, " must be 2-D, found shape ", t.sizes());
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+void check_nbits(int64_t nbits, int64_t dim) {
+  TORCH_CHECK(nbits == 1 || nbits == 2 || nbits == 4, "nbits must be 1, 2 or 4, found ", nbits);
+  TORCH_CHECK((dim * nbits) % 8 == 0, "dim * nbits must be a multiple of 8, found dim=", dim,
+              " nbits=", nbits);
+}
+
+void raise_status(const colja::Status& s) {
+  if (s.ok()) return;
+  if (s.code == colja::StatusCode::kBadOffsets) {
+    TORCH_CHECK_VALUE(false, s.message());
+  }
+  TORCH_CHECK_INDEX(false, s.message());
+}
+
+void check_passages(const at::Tensor& doc_offsets, const std::optional<at::Tensor>& pids) {
+  check_tensor(doc_offsets, "doc_offsets", at::kLong, 1);
+  TORCH_CHECK(doc_offsets.size(0) >= 1, "doc_offsets must have n_docs + 1 >= 1 entries");
+  if (pids.has_value()) check_tensor(*pids, "pids", at::kLong, 1);
+}
+
+colja::Passages passages(const at::Tensor& doc_offsets, const std::optional<at::Tensor>& pids) {
+  colja::Passages ps;
+  ps.offsets = doc_offsets.data_ptr<int64_t>();
+  ps.n_docs = doc_offsets.size(0) - 1;
+  if (pids.has_value()) {
+    ps.pids = pids->data_ptr<int64_t>();
+    ps.m = pids->size(0);
+  } else {
+    ps.pids = nullptr;
+    ps.m = ps.n_docs;
+  }
+  return ps;
+}
+
+colja::Centroids centroids_of(const at::Tensor& c) {
+  colja::Centroids cent;
+  cent.data = c.data_ptr();
+  cent.half = c.scalar_type() == at::kHalf;
+  cent.C = c.size(0);
+  return cent;
+}
+
+void check_codec(const at::Tensor& codes, const at::Tensor& residuals,
+                 const at::Tensor& bucket_weights, int64_t nbits, int64_t dim) {
+  check_nbits(nbits, dim);
+  check_tensor(codes, "codes", at::kInt, 1);
+  check_tensor(residuals, "residuals", at::kByte, 2);
+  check_tensor(bucket_weights, "bucket_weights", at::kFloat, 1);
+  TORCH_CHECK(residuals.size(0) == codes.size(0), "residuals must have ", codes.size(0),
+              " rows (one per code), found ", residuals.size(0));
+  TORCH_CHECK(residuals.size(1) == dim * nbits / 8, "residuals must have P = dim*nbits/8 = ",
+              dim * nbits / 8, " columns, found ", residuals.size(1));
+  TORCH_CHECK(bucket_weights.size(0) == (int64_t{1} << nbits), "bucket_weights must have 2^nbits = ",
+              int64_t{1} << nbits, " entries, found ", bucket_weights.size(0));
+}
+
+std::pair<at::Tensor, at::Tensor> decompress_impl(const at::Tensor& codes,
+                                                  const at::Tensor& residuals,
+                                                  const at::Tensor& centroids,
+                                                  const at::Tensor& bucket_weights, int64_t nbits,
+                                                  bool want_vectors) {
+  check_float_matrix(centroids, "centroids", true);
+  const int64_t dim = centroids.size(1);
+  check_codec(codes, residuals, bucket_weights, nbits, dim);
+  const int64_t n = codes.size(0);
+  at::Tensor out, norms;
+  if (want_vectors)
+    out = at::empty({n, dim}, codes.options().dtype(at::kFloat));
+  else
+    norms = at::empty({n}, codes.options().dtype(at::kFloat));
+  raise_status(colja::decompress(codes.data_ptr<int32_t>(), residuals.data_ptr<uint8_t>(), n,
+                                 centroids_of(centroids), dim, bucket_weights.data_ptr<float>(),
+                                 static_cast<int>(nbits),
+                                 want_vectors ? out.data_ptr<float>() : nullptr,
+                                 want_vectors ? nullptr : norms.data_ptr<float>()));
+  return {out, norms};
+}
+
+at::Tensor decompress_residuals(const at::Tensor& codes, const at::Tensor& residuals,
+                                const at::Tensor& centroids, const at::Tensor& bucket_weights,
+                                int64_t nbits) {
+  return decompress_impl(codes, residuals, centroids, bucket_weights, nbits, true).first;
+}
+
+at::Tensor vector_norms(const at::Tensor& codes, const at::Tensor& residuals,
+                        const at::Tensor& centroids, const at::Tensor& bucket_weights,
+                        int64_t nbits) {
+  return decompress_impl(codes, residuals, centroids, bucket_weights, nbits, false).second;
+}
+
+void check_cst(const at::Tensor& cst, const at::Tensor& codes,
+               const std::optional<at::Tensor>& keep) {
+  check_tensor(cst, "centroid_scores_t", at::kFloat, 2);
+  check_tensor(codes, "codes", at::kInt, 1);
+  if (keep.has_value()) {
+    check_tensor(*keep, "keep", at::kBool, 1);
+    TORCH_CHECK(keep->size(0) == cst.size(0), "keep must have C = ", cst.size(0),
+                " entries, found ", keep->size(0));
+  }
+}
+
+at::Tensor centroid_interaction(const at::Tensor& cst, const at::Tensor& codes,
+                                const at::Tensor& doc_offsets, const at::Tensor& pids,
+                                const std::optional<at::Tensor>& keep) {
+  check_cst(cst, codes, keep);
+  check_passages(doc_offsets, pids);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  at::Tensor out = at::empty({ps.m}, cst.options());
+  const uint8_t* k = keep.has_value() ? reinterpret_cast<const uint8_t*>(keep->data_ptr<bool>())
+                                      : nullptr;
+  raise_status(colja::centroid_interaction(cst.data_ptr<float>(), cst.size(0), cst.size(1),
+                                           codes.data_ptr<int32_t>(), codes.size(0), ps, k,
+                                           out.data_ptr<float>()));
+  return out;
+}
+
+std::tuple<at::Tensor, at::Tensor> filter_candidates(const at::Tensor& cst,
+                                                     const at::Tensor& codes,
+                                                     const at::Tensor& doc_offsets,
+                                                     const at::Tensor& pids,
+                                                     const std::optional<at::Tensor>& keep,
+                                                     int64_t ndocs, int64_t nfinal) {
+  check_cst(cst, codes, keep);
+  check_passages(doc_offsets, pids);
+  TORCH_CHECK(ndocs >= 0, "ndocs must be >= 0, found ", ndocs);
+  TORCH_CHECK(nfinal >= 0, "nfinal must be >= 0, found ", nfinal);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  const int64_t cap = std::max<int64_t>(0, std::min({nfinal, ndocs, ps.m}));
+  at::Tensor out_pids = at::empty({cap}, pids.options());
+  at::Tensor out_scores = at::empty({cap}, cst.options());
+  const uint8_t* k = keep.has_value() ? reinterpret_cast<const uint8_t*>(keep->data_ptr<bool>())
+                                      : nullptr;
+  int64_t count = 0;
+  raise_status(colja::filter_candidates(cst.data_ptr<float>(), cst.size(0), cst.size(1),
+                                        codes.data_ptr<int32_t>(), codes.size(0), ps, k, ndocs,
+                                        nfinal, out_pids.data_ptr<int64_t>(),
+                                        out_scores.data_ptr<float>(), &count));
+  if (count < cap) {
+    out_pids = out_pids.narrow(0, 0, count);
+    out_scores = out_scores.narrow(0, 0, count);
+  }
+  return {out_pids, out_scores};
+}
+
+at::Tensor maxsim_packed(const at::Tensor& Q, const at::Tensor& cst, const at::Tensor& codes,
+                         const at::Tensor& residuals, const at::Tensor& norms,
+                         const at::Tensor& bucket_weights, int64_t nbits,
+                         const at::Tensor& doc_offsets, const at::Tensor& pids,
+                         int64_t lut_max_bytes) {
+  check_tensor(Q, "Q", at::kFloat, 2);
+  const int64_t Lq = Q.size(0), dim = Q.size(1);
+  check_cst(cst, codes, std::nullopt);
+  TORCH_CHECK(cst.size(1) == Lq, "centroid_scores_t must have Lq = ", Lq, " columns, found ",
+              cst.size(1));
+  check_codec(codes, residuals, bucket_weights, nbits, dim);
+  check_tensor(norms, "norms", at::kFloat, 1);
+  TORCH_CHECK(norms.size(0) == codes.size(0), "norms must have ", codes.size(0),
+              " entries, found ", norms.size(0));
+  check_passages(doc_offsets, pids);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  at::Tensor out = at::empty({ps.m}, Q.options());
+  bool used_lut = false;
+  raise_status(colja::maxsim_packed(
+      Q.data_ptr<float>(), Lq, dim, cst.data_ptr<float>(), cst.size(0),
+      codes.data_ptr<int32_t>(), residuals.data_ptr<uint8_t>(), norms.data_ptr<float>(),
+      codes.size(0), bucket_weights.data_ptr<float>(), static_cast<int>(nbits), ps,
+      lut_max_bytes, out.data_ptr<float>(), &used_lut));
+  return out;
+}
+
+at::Tensor maxsim_dense(const at::Tensor& Q, const at::Tensor& D, const at::Tensor& doc_offsets,
+                        const std::optional<at::Tensor>& pids) {
+  check_tensor(Q, "Q", at::kFloat, 2);
+  check_float_matrix(D, "D", true);
+  TORCH_CHECK(D.size(1) == Q.size(1), "D must have dim = ", Q.size(1), " columns, found ",
+              D.size(1));
+  check_passages(doc_offsets, pids);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  at::Tensor out = at::empty({ps.m}, Q.options());
+  raise_status(colja::maxsim_dense(Q.data_ptr<float>(), Q.size(0), Q.size(1), D.data_ptr(),
+                                   D.scalar_type() == at::kHalf, D.size(0), ps,
+                                   out.data_ptr<float>()));
+  return out;
+}
+
+at::Tensor maxsim_decompress(const at::Tensor& Q, const at::Tensor& codes,
+                             const at::Tensor& residuals, const at::Tensor& centroids,
+                             const at::Tensor& bucket_weights, int64_t nbits,
+                             const at::Tensor& doc_offsets, const at::Tensor& pids) {
+  check_tensor(Q, "Q", at::kFloat, 2);
+  check_float_matrix(centroids, "centroids", true);
+  TORCH_CHECK(centroids.size(1) == Q.size(1), "centroids must have dim = ", Q.size(1),
+              " columns, found ", centroids.size(1));
+  check_codec(codes, residuals, bucket_weights, nbits, Q.size(1));
+  check_passages(doc_offsets, pids);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  at::Tensor out = at::empty({ps.m}, Q.options());
+  raise_status(colja::maxsim_decompress(
+      Q.data_ptr<float>(), Q.size(0), Q.size(1), centroids_of(centroids),
+      codes.data_ptr<int32_t>(), residuals.data_ptr<uint8_t>(), codes.size(0),
+      bucket_weights.data_ptr<float>(), static_cast<int>(nbits), ps, out.data_ptr<float>()));
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "colja CPU kernels (see colja.kernels for the documented Python API)";
+  using rel = py::call_guard<py::gil_scoped_release>;
+  m.def("simd", []() { return std::string(colja::simd_name()); });
+  m.def("decompress_residuals", &decompress_residuals, rel(), py::arg("codes"),
+        py::arg("residuals"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"));
+  m.def("vector_norms", &vector_norms, rel(), py::arg("codes"), py::arg("residuals"),
+        py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"));
+  m.def("centroid_interaction", &centroid_interaction, rel(), py::arg("centroid_scores_t"),
+        py::arg("codes"), py::arg("doc_offsets"), py::arg("pids"), py::arg("keep"));
+  m.def("filter_candidates", &filter_candidates, rel(), py::arg("centroid_scores_t"),
+        py::arg("codes"), py::arg("doc_offsets"), py::arg("pids"), py::arg("keep"),
+        py::arg("ndocs"), py::arg("nfinal"));
+  m.def("maxsim_packed", &maxsim_packed, rel(), py::arg("Q"), py::arg("centroid_scores_t"),
+        py::arg("codes"), py::arg("residuals"), py::arg("norms"), py::arg("bucket_weights"),
+        py::arg("nbits"), py::arg("doc_offsets"), py::arg("pids"), py::arg("lut_max_bytes"));
+  m.def("maxsim_dense", &maxsim_dense, rel(), py::arg("Q"), py::arg("D"), py::arg("doc_offsets"),
+        py::arg("pids"));
+  m.def("maxsim_decompress", &maxsim_decompress, rel(), py::arg("Q"), py::arg("codes"),
+        py::arg("residuals"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"),
+        py::arg("doc_offsets"), py::arg("pids"));
+}

@@ -1,0 +1,80 @@
+// colja CPU kernels: raw-pointer compute functions.
+//
+// kernels.cpp implements them (SIMD + at::parallel_for, light headers only);
+// bindings.cpp checks tensors, allocates outputs and exposes them to Python.
+// Every function returns a Status; bindings.cpp turns a non-OK status into a
+// Python exception (the kernels never read or write out of bounds: indices
+// coming from the caller are range-checked where they are used).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace colja {
+
+enum class StatusCode : int {
+  kOk = 0,
+  kCodeOutOfRange = 1,   // a centroid code is < 0 or >= C
+  kPidOutOfRange = 2,    // a pid is < 0 or >= n_docs
+  kBadOffsets = 3,       // doc_offsets not monotone / beyond N
+};
+
+struct Status {
+  StatusCode code = StatusCode::kOk;
+  int64_t where = 0;  // offending index (token row or pid)
+  int64_t value = 0;  // offending value
+  bool ok() const { return code == StatusCode::kOk; }
+  std::string message() const;
+};
+
+// Which SIMD flavour this build uses: "avx512", "avx2" or "scalar".
+const char* simd_name();
+
+// Centroid storage: float32 or IEEE half (raw bits).
+struct Centroids {
+  const void* data = nullptr;
+  bool half = false;
+  int64_t C = 0;
+};
+
+struct Passages {
+  const int64_t* offsets = nullptr;  // [n_docs + 1]
+  int64_t n_docs = 0;
+  const int64_t* pids = nullptr;  // [m]; nullptr means "all passages" (m = n_docs)
+  int64_t m = 0;
+};
+
+// out (n x dim) receives normalised rows when non-null; norms (n) receives
+// the pre-normalisation L2 norms when non-null.
+Status decompress(const int32_t* codes, const uint8_t* residuals, int64_t n,
+                  const Centroids& cent, int64_t dim, const float* bucket_weights,
+                  int nbits, float* out, float* norms);
+
+Status centroid_interaction(const float* cst, int64_t C, int64_t Lq,
+                            const int32_t* codes, int64_t N, const Passages& ps,
+                            const uint8_t* keep, float* out);
+
+// Returns the number of results written to out_pids / out_scores (<= nfinal).
+Status filter_candidates(const float* cst, int64_t C, int64_t Lq,
+                         const int32_t* codes, int64_t N, const Passages& ps,
+                         const uint8_t* keep, int64_t ndocs, int64_t nfinal,
+                         int64_t* out_pids, float* out_scores, int64_t* out_count);
+
+// lut_max_bytes: LUT path when Lq_padded*P*256*4 <= lut_max_bytes, else the
+// decompress-then-dot path (both give the same numbers up to rounding).
+Status maxsim_packed(const float* Q, int64_t Lq, int64_t dim, const float* cst,
+                     int64_t C, const int32_t* codes, const uint8_t* residuals,
+                     const float* norms, int64_t N, const float* bucket_weights,
+                     int nbits, const Passages& ps, int64_t lut_max_bytes,
+                     float* out, bool* used_lut);
+
+Status maxsim_dense(const float* Q, int64_t Lq, int64_t dim, const void* D,
+                    bool d_half, int64_t N, const Passages& ps, float* out);
+
+Status maxsim_decompress(const float* Q, int64_t Lq, int64_t dim,
+                         const Centroids& cent, const int32_t* codes,
+                         const uint8_t* residuals, int64_t N,
+                         const float* bucket_weights, int nbits,
+                         const Passages& ps, float* out);
+
+}  // namespace colja

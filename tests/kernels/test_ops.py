@@ -1,0 +1,279 @@
+"""The C++ kernels agree with their PyTorch references (the specification).
+
+One template per op: every case of ``sample_inputs`` is run through
+``op(..., impl="cpp")`` and ``op_ref(...)``; scores agree within 1e-5 relative
+(plus a tiny absolute slack), integer outputs (pids) exactly.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import colja.kernels as K
+from kernel_samples import Case, big_lq_case, make_case, sample_inputs
+
+CASES = sample_inputs("cpu")
+IDS = [c.name for c in CASES]
+RTOL, ATOL = 1e-5, 1e-5
+
+
+def assert_scores(actual: torch.Tensor, expected: torch.Tensor, what: str, atol: float = ATOL) -> None:
+    assert actual.dtype == expected.dtype == torch.float32, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (what, actual.shape, expected.shape)
+    if actual.numel():
+        diff = (actual.double() - expected.double()).abs()
+        print(f"{what}: max abs diff {diff.max().item():.3g}, mean {diff.mean().item():.3g}")
+    torch.testing.assert_close(actual, expected, rtol=RTOL, atol=atol)
+
+
+# --------------------------------------------------------------------------- bits
+@pytest.mark.parametrize("nbits,dim", [(1, 8), (1, 24), (2, 64), (2, 128), (4, 2), (4, 128)])
+def test_pack_unpack_roundtrip_matches_numpy_packbits(nbits, dim):
+    g = torch.Generator().manual_seed(dim + nbits)
+    buckets = torch.randint(0, 1 << nbits, (17, dim), generator=g, dtype=torch.uint8)
+    packed = K.pack_residual_buckets(buckets, nbits)
+    assert packed.dtype == torch.uint8 and packed.shape == (17, dim * nbits // 8)
+    bits = ((buckets.numpy()[..., None] >> np.arange(nbits)) & 1).reshape(17, -1).astype(np.uint8)
+    np.testing.assert_array_equal(packed.numpy(), np.packbits(bits, axis=1))
+    assert torch.equal(K.unpack_residual_buckets(packed, nbits, dim), buckets)
+    assert K.pack_residual_buckets(buckets[:0], nbits).shape == (0, dim * nbits // 8)
+
+
+def test_pack_layout_example_nbits2():
+    # byte0 = b0.bit0<<7 | b0.bit1<<6 | b1.bit0<<5 | b1.bit1<<4 | b2.bit0<<3 | b2.bit1<<2 | b3.bit0<<1 | b3.bit1
+    b = torch.tensor([[1, 2, 3, 0]], dtype=torch.uint8)
+    assert K.pack_residual_buckets(b, 2).tolist() == [[0b10011100]]
+    assert K.pack_residual_buckets(torch.tensor([[1, 0, 0, 0, 0, 0, 0, 1]], dtype=torch.uint8), 1).tolist() == [[0x81]]
+    assert K.pack_residual_buckets(torch.tensor([[1, 8]], dtype=torch.uint8), 4).tolist() == [[0b10000001]]
+
+
+def test_pack_rejects_bad_inputs():
+    with pytest.raises(ValueError, match="buckets must be < 2\\*\\*nbits"):
+        K.pack_residual_buckets(torch.full((1, 8), 2, dtype=torch.uint8), 1)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        K.pack_residual_buckets(torch.zeros(1, 6, dtype=torch.uint8), 1)
+    with pytest.raises(TypeError, match="buckets must have dtype torch.uint8"):
+        K.pack_residual_buckets(torch.zeros(1, 8, dtype=torch.int64), 1)
+    with pytest.raises(ValueError, match="nbits must be 1, 2 or 4"):
+        K.unpack_residual_buckets(torch.zeros(1, 8, dtype=torch.uint8), 3, 8)
+
+
+# --------------------------------------------------------------------------- decompress / norms
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_decompress_residuals(cpp_module, case: Case):
+    args = (case.codes, case.residuals, case.centroids, case.bucket_weights, case.nbits)
+    out = K.decompress_residuals(*args, impl="cpp")
+    ref = K.decompress_residuals_ref(*args)
+    assert out.shape == (case.codes.shape[0], case.centroids.shape[1])
+    assert_scores(out, ref, "decompress", atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_vector_norms(cpp_module, case: Case):
+    args = (case.codes, case.residuals, case.centroids, case.bucket_weights, case.nbits)
+    assert_scores(K.vector_norms(*args, impl="cpp"), K.vector_norms_ref(*args), "norms", atol=1e-6)
+
+
+# --------------------------------------------------------------------------- centroid interaction
+@pytest.mark.parametrize("use_keep", [True, False], ids=["keep", "nokeep"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_centroid_interaction(cpp_module, case: Case, use_keep: bool):
+    keep = case.keep if use_keep else None
+    args = (case.cst, case.codes, case.doc_offsets, case.pids, keep)
+    out = K.centroid_interaction(*args, impl="cpp")
+    ref = K.centroid_interaction_ref(*args)
+    assert out.shape == (case.pids.shape[0],)
+    assert_scores(out, ref, "centroid_interaction")
+
+
+def test_centroid_interaction_missing_score():
+    case = make_case("all-pruned", dim=64, nbits=2, Lq=7, doclens=[0, 3, 2])
+    keep = torch.zeros_like(case.keep)
+    for impl in ("torch", "cpp"):
+        out = K.centroid_interaction(case.cst, case.codes, case.doc_offsets, torch.arange(3), keep, impl=impl)
+        assert out.tolist() == [7 * -9999.0] * 3
+
+
+# --------------------------------------------------------------------------- filter_candidates
+@pytest.mark.parametrize("quantized", [True, False], ids=["exact-ties", "float"])
+@pytest.mark.parametrize("ndocs,nfinal", [(0, 5), (5, 0), (4, 2), (10, 10), (1000, 3), (7, 100)])
+def test_filter_candidates(cpp_module, quantized, ndocs, nfinal):
+    doclens = [0, 1, 3, 0, 7, 1, 13, 2, 0, 31, 5, 1, 65, 9] * 3
+    for Lq in (1, 7, 32, 33):
+        case = make_case(f"fc-{Lq}", dim=64, nbits=2, Lq=Lq, doclens=doclens, C=23, quantized=quantized, seed=Lq)
+        for keep in (case.keep, None, torch.zeros_like(case.keep)):
+            args = (case.cst, case.codes, case.doc_offsets, case.pids, keep, ndocs, nfinal)
+            pids, scores = K.filter_candidates(*args, impl="cpp")
+            rpids, rscores = K.filter_candidates_ref(*args)
+            assert pids.dtype == torch.int64 and scores.dtype == torch.float32
+            assert len(pids) == min(nfinal, ndocs, len(case.pids))
+            assert torch.equal(pids, rpids), (Lq, pids.tolist(), rpids.tolist())
+            assert_scores(scores, rscores, "filter_candidates")
+
+
+def test_filter_candidates_ties_smaller_pid_first(cpp_module):
+    # passages 0..5 hold the same codes -> identical scores; order must be by pid
+    offsets = torch.arange(0, 13, 2, dtype=torch.int64)
+    codes = torch.tensor([1, 2] * 6, dtype=torch.int32)
+    cst = torch.tensor([[0.0], [0.5], [0.25]])
+    pids = torch.tensor([5, 3, 1, 0, 4, 2])
+    for impl in ("torch", "cpp"):
+        p, s = K.filter_candidates(cst, codes, offsets, pids, None, 4, 3, impl=impl)
+        assert p.tolist() == [0, 1, 2] and s.tolist() == [0.5, 0.5, 0.5]
+
+
+def test_filter_candidates_empty(cpp_module):
+    case = make_case("fc-empty", dim=64, nbits=2, Lq=7, doclens=[2, 3], m=0)
+    p, s = K.filter_candidates(case.cst, case.codes, case.doc_offsets, case.pids, case.keep, 10, 5, impl="cpp")
+    assert p.shape == (0,) and s.shape == (0,) and p.dtype == torch.int64
+
+
+# --------------------------------------------------------------------------- maxsim_packed
+def _packed_args(case: Case):
+    norms = K.vector_norms_ref(case.codes, case.residuals, case.centroids, case.bucket_weights, case.nbits)
+    return (case.Q, case.cst, case.codes, case.residuals, norms, case.bucket_weights, case.nbits,
+            case.doc_offsets, case.pids)
+
+
+@pytest.mark.parametrize("path", ["lut", "decompress"])
+@pytest.mark.parametrize("case", CASES + [big_lq_case()], ids=IDS + ["d128-nb2-Lq512"])
+def test_maxsim_packed(cpp_module, case: Case, path: str):
+    args = _packed_args(case)
+    lut = K.LUT_MAX_BYTES if path == "lut" else 0
+    out = K.maxsim_packed(*args, impl="cpp", lut_max_bytes=lut)
+    ref = K.maxsim_packed_ref(*args)
+    assert_scores(out, ref, f"maxsim_packed[{path}]")
+    lens = case.doc_offsets[case.pids + 1] - case.doc_offsets[case.pids]
+    assert (out[lens == 0] == 0).all()
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_maxsim_packed_equals_dense_on_decompressed(cpp_module, case: Case):
+    """Scoring from the packed codes == MaxSim against the decompressed vectors."""
+    codec = (case.codes, case.residuals, case.centroids, case.bucket_weights, case.nbits)
+    norms = K.vector_norms(*codec, impl="cpp")
+    D = K.decompress_residuals(*codec, impl="cpp")
+    cst = (case.Q @ case.centroids.float().T).T
+    packed = K.maxsim_packed(case.Q, cst, case.codes, case.residuals, norms, case.bucket_weights, case.nbits,
+                             case.doc_offsets, case.pids, impl="cpp")
+    dense = K.maxsim_dense(case.Q, D, case.doc_offsets, case.pids, impl="cpp")
+    assert_scores(packed, dense, "packed vs dense(decompressed)")
+    fused = K.maxsim_decompress(case.Q, *codec[:4], case.nbits, case.doc_offsets, case.pids, impl="cpp")
+    assert_scores(fused, dense, "decompress+dot vs dense(decompressed)")
+
+
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_maxsim_decompress(cpp_module, case: Case):
+    args = (case.Q, case.codes, case.residuals, case.centroids, case.bucket_weights, case.nbits,
+            case.doc_offsets, case.pids)
+    assert_scores(K.maxsim_decompress(*args, impl="cpp"), K.maxsim_decompress_ref(*args), "maxsim_decompress")
+
+
+# --------------------------------------------------------------------------- maxsim_dense
+@pytest.mark.parametrize("half", [False, True], ids=["fp32", "fp16"])
+@pytest.mark.parametrize("case", CASES, ids=IDS)
+def test_maxsim_dense(cpp_module, case: Case, half: bool):
+    D = K.decompress_residuals_ref(case.codes, case.residuals, case.centroids, case.bucket_weights, case.nbits)
+    if half:
+        D = D.half()
+    out = K.maxsim_dense(case.Q, D, case.doc_offsets, case.pids, impl="cpp")
+    assert_scores(out, K.maxsim_dense_ref(case.Q, D, case.doc_offsets, case.pids), "maxsim_dense")
+    everything = K.maxsim_dense(case.Q, D, case.doc_offsets, None, impl="cpp")
+    assert everything.shape == (case.doc_offsets.shape[0] - 1,)
+    assert_scores(everything, K.maxsim_dense_ref(case.Q, D, case.doc_offsets), "maxsim_dense all")
+
+
+# --------------------------------------------------------------------------- auto / torch dispatch
+def test_auto_uses_cpp_and_torch_impl_agrees(cpp_module):
+    case = CASES[8]
+    assert K.backend() == "cpp"
+    a = K.centroid_interaction(case.cst, case.codes, case.doc_offsets, case.pids, case.keep)
+    b = K.centroid_interaction(case.cst, case.codes, case.doc_offsets, case.pids, case.keep, impl="torch")
+    assert_scores(a, b, "auto vs torch")
+
+
+def test_threads_give_same_results(cpp_module):
+    case = CASES[8]
+    args = _packed_args(case)
+    saved = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = K.maxsim_packed(*args, impl="cpp")
+        torch.set_num_threads(2)
+        two = K.maxsim_packed(*args, impl="cpp")
+    finally:
+        torch.set_num_threads(saved)
+    assert torch.equal(one, two)
+
+
+def test_concurrent_calls_from_python_threads(cpp_module):
+    """The kernels release the GIL; concurrent searches must give the same numbers."""
+    case = CASES[8]
+    args = _packed_args(case)
+    expected = K.maxsim_packed(*args, impl="cpp")
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(20):
+                results.append(K.maxsim_packed(*args, impl="cpp"))
+                K.filter_candidates(case.cst, case.codes, case.doc_offsets, case.pids, case.keep, 8, 4, impl="cpp")
+        except Exception as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(results) == 60 and all(torch.equal(r, expected) for r in results)
+
+
+# --------------------------------------------------------------------------- validation
+def test_validation_messages_name_the_argument(cpp_module):
+    case = CASES[8]
+    with pytest.raises(TypeError, match=r"codes must have dtype int32 .*found int64"):
+        K.decompress_residuals(case.codes.long(), case.residuals, case.centroids, case.bucket_weights, 2)
+    with pytest.raises(ValueError, match=r"residuals must have P = dim\*nbits/8"):
+        K.decompress_residuals(case.codes, case.residuals, case.centroids, case.bucket_weights, 4)
+    with pytest.raises(ValueError, match=r"keep must have C"):
+        K.centroid_interaction(case.cst, case.codes, case.doc_offsets, case.pids, case.keep[:-1])
+    with pytest.raises(ValueError, match=r"centroid_scores_t must have Lq"):
+        K.maxsim_packed(case.Q[:3], *_packed_args(case)[1:])
+    with pytest.raises(TypeError, match=r"pids must be a torch.Tensor"):
+        K.maxsim_dense(case.Q, case.Q, case.doc_offsets, [0, 1])
+    with pytest.raises(ValueError, match=r"impl must be"):
+        K.maxsim_dense(case.Q, case.Q, case.doc_offsets, impl="fast")
+    with pytest.raises(ValueError, match=r"impl='cuda' needs CUDA tensors"):
+        K.maxsim_dense(case.Q, case.Q, case.doc_offsets, impl="cuda")
+    with pytest.raises(ValueError, match=r"ndocs must be >= 0"):
+        K.filter_candidates(case.cst, case.codes, case.doc_offsets, case.pids, None, -1, 3)
+
+
+@pytest.mark.parametrize("impl", ["torch", "cpp"])
+def test_out_of_range_indices_raise_instead_of_crashing(cpp_module, impl):
+    case = CASES[8]
+    bad_pids = case.pids.clone()
+    bad_pids[0] = len(case.doc_offsets) + 5
+    with pytest.raises(IndexError):
+        K.centroid_interaction(case.cst, case.codes, case.doc_offsets, bad_pids, None, impl=impl)
+    bad_codes = case.codes.clone()
+    bad_codes[-1] = case.cst.shape[0] + 100
+    with pytest.raises(IndexError):
+        K.decompress_residuals(bad_codes, case.residuals, case.centroids, case.bucket_weights, 2, impl=impl)
+    args = list(_packed_args(case))
+    args[2] = bad_codes
+    args[-1] = torch.arange(len(case.doc_offsets) - 1)
+    with pytest.raises(IndexError):
+        K.maxsim_packed(*args, impl=impl)
+    if impl == "cpp":
+        bad_offsets = case.doc_offsets.clone()
+        bad_offsets[-1] = case.codes.shape[0] + 1000
+        with pytest.raises(ValueError, match="doc_offsets"):
+            K.maxsim_dense(case.Q, K.decompress_residuals_ref(case.codes, case.residuals, case.centroids,
+                                                             case.bucket_weights, 2), bad_offsets, impl=impl)
