@@ -31,6 +31,11 @@ class MissingDependencyError(ColjaError, ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
 
 
+class KernelBuildError(ColjaError, RuntimeError):
+    """The kernels were requested explicitly (``impl="cpp"``/``"cuda"`` or
+    ``COLJA_KERNELS=cpp``) but could not be built or loaded."""
+
+
 class KernelFallbackWarning(UserWarning):
     """The C++/CUDA kernels could not be built or loaded; the PyTorch path is used."""
 
@@ -50,6 +55,7 @@ __all__ = [
     "IndexExistsError",
     "IndexFormatError",
     "MissingDependencyError",
+    "KernelBuildError",
     "KernelFallbackWarning",
     "TruncationWarning",
     "StaleIndexWarning",

@@ -49,7 +49,7 @@ from types import ModuleType
 
 import torch
 
-from colja.errors import ColjaError, KernelFallbackWarning
+from colja.errors import KernelBuildError, KernelFallbackWarning
 
 logger = logging.getLogger("colja.kernels")
 
@@ -67,11 +67,6 @@ __all__ = [
     "backend",
     "backend_info",
 ]
-
-
-class KernelBuildError(ColjaError, RuntimeError):
-    """The kernels were requested explicitly (``impl="cpp"``/``"cuda"`` or
-    ``COLJA_KERNELS=cpp``) but could not be built or loaded."""
 
 
 class _BuildFailure(Exception):
