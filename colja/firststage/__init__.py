@@ -1,11 +1,72 @@
 """First-stage (candidate generation) retrievers.
 
-``BM25Retriever`` needs the optional dependency bm25s (``pip install "colja[bm25]"``),
-imported only when an index is built or loaded.
+Each follows :class:`~colja.firststage.fusion.FirstStage` (``name``, ``build``,
+``add``, ``search``, ``search_batch``, ``save``, ``load``, ``len``):
+
+* ``BM25Retriever`` needs the optional dependency bm25s (``pip install "colja[bm25]"``);
+* ``DenseRetriever`` / ``StaticRetriever`` need sentence-transformers
+  (``pip install "colja[dense]"``);
+
+each imported only when an index is built or a text is encoded.
+:func:`reciprocal_rank_fusion` merges their rankings for hybrid search.
 """
 
 from __future__ import annotations
 
-from colja.firststage.bm25 import METHODS, BM25Hits, BM25Retriever, passage_text
+import os
+from pathlib import Path
 
-__all__ = ["METHODS", "BM25Hits", "BM25Retriever", "passage_text"]
+from colja.errors import IndexNotFoundError
+from colja.firststage.bm25 import METHODS, BM25Hits, BM25Retriever, passage_text
+from colja.firststage.dense import KNOWN_PREFIXES, DenseRetriever, resolve_prefixes
+from colja.firststage.fusion import RRF_K, FirstStage, Hits, reciprocal_rank_fusion
+from colja.firststage.static import MATRYOSHKA_DIMS, StaticRetriever
+from colja.firststage.vectors import DEFAULT_HNSW_THRESHOLD, VectorIndex, VectorIndexSettings
+
+# ``first_stage=`` names and their classes.
+FIRST_STAGES: dict[str, type] = {"bm25": BM25Retriever, "dense": DenseRetriever, "static": StaticRetriever}
+_MANIFESTS = {"colja_bm25.json": BM25Retriever, DenseRetriever.MANIFEST: DenseRetriever,
+              StaticRetriever.MANIFEST: StaticRetriever}
+
+
+def first_stage_class(name: str) -> type:
+    """The class behind a ``first_stage=`` name (``"bm25"``, ``"dense"``, ``"static"``)."""
+    try:
+        return FIRST_STAGES[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown first stage {name!r}; choose one of {', '.join(FIRST_STAGES)}") from None
+
+
+def load_first_stage(folder: str | os.PathLike, mmap: bool = False, **kwargs) -> FirstStage:
+    """Load whichever first stage was saved in ``folder`` (told apart by its manifest file).
+
+    ``kwargs`` go to the class's ``load`` (e.g. ``model=`` / ``device=`` for dense and static).
+    """
+    folder = Path(folder)
+    found = [cls for name, cls in _MANIFESTS.items() if (folder / name).is_file()]
+    if not found:
+        raise IndexNotFoundError(f"no first stage at {folder}: none of {', '.join(_MANIFESTS)} is there")
+    return found[0].load(folder, mmap=mmap, **kwargs)
+
+
+__all__ = [
+    "DEFAULT_HNSW_THRESHOLD",
+    "FIRST_STAGES",
+    "KNOWN_PREFIXES",
+    "MATRYOSHKA_DIMS",
+    "METHODS",
+    "RRF_K",
+    "BM25Hits",
+    "BM25Retriever",
+    "DenseRetriever",
+    "FirstStage",
+    "Hits",
+    "StaticRetriever",
+    "VectorIndex",
+    "VectorIndexSettings",
+    "first_stage_class",
+    "load_first_stage",
+    "passage_text",
+    "reciprocal_rank_fusion",
+    "resolve_prefixes",
+]

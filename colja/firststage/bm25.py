@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, ClassVar, NamedTuple, Sequence
 
 import numpy as np
 
@@ -74,8 +74,13 @@ class BM25Retriever:
     >>> bm25.search("日本の首都は？", k=1)
     BM25Hits(pids=array([0]), scores=array([...], dtype=float32))
 
-    Ties are broken by the lower pid. Searching is thread-safe.
+    Ties are broken by the lower pid. Searching is thread-safe. Follows
+    :class:`~colja.firststage.fusion.FirstStage` (``name = "bm25"``).
     """
+
+    name: ClassVar[str] = "bm25"
+    # BM25 weights depend on every passage (idf, mean length): add() rebuilds from all the texts.
+    rebuilds_on_add: ClassVar[bool] = True
 
     def __init__(self, engine: Any, tokenizer: MecabWordTokenizer | None = None) -> None:
         """Wrap a built ``bm25s.BM25``; use :meth:`build` or :meth:`load` instead."""
@@ -112,6 +117,30 @@ class BM25Retriever:
         engine.index((ids, vocab), show_progress=show)
         logger.info("BM25 index: %d passages, %d words", len(texts), len(engine.vocab_dict))
         return cls(engine, tokenizer)
+
+    def add(self, texts: Sequence[str], *, existing_texts: Sequence[str] | None = None,
+            show_progress: bool | None = None) -> np.ndarray:
+        """Append ``texts`` (pids ``len(self)`` onwards, returned as int64) by rebuilding the index.
+
+        BM25 weights depend on the whole collection (idf, mean passage length)
+        and the index keeps no texts, so ``existing_texts`` must hold the texts
+        of pids ``0 .. len(self)-1`` (an index reads them from its document
+        store). Settings and tokenizer are kept; the swap is atomic for
+        concurrent searches.
+        """
+        texts = check_texts(texts)
+        if existing_texts is None:
+            raise ValueError("BM25Retriever.add rebuilds the index and needs the texts already indexed: "
+                             f"pass existing_texts= (the {len(self)} texts of pids 0..{len(self) - 1})")
+        existing = check_texts(existing_texts, what="existing_texts")
+        if len(existing) != len(self):
+            raise ValueError(f"existing_texts has {len(existing)} texts but the index holds {len(self)} passages")
+        start = len(self)
+        if texts:
+            rebuilt = type(self).build(existing + texts, k1=self.k1, b=self.b, method=self.method,
+                                       tokenizer=self.tokenizer, show_progress=show_progress)
+            self._engine = rebuilt._engine
+        return np.arange(start, start + len(texts), dtype=np.int64)
 
     # ----------------------------------------------------------------- search
     def search(self, query: str, k: int = 10) -> BM25Hits:
