@@ -1,0 +1,38 @@
+"""``colja index``: build an index from a JSONL / CSV / text file."""
+
+from __future__ import annotations
+
+import time
+
+DEFAULT_MODEL = "answerdotai/JaColBERTv2.5"
+
+
+def cmd_index(args) -> int:
+    from colja import Index
+    from colja.commands._files import read_collection
+
+    collection = read_collection(args.input, text_field=args.text_field, id_field=args.id_field, title_field=args.title_field)
+    print(f"{len(collection.texts):,} passages from {args.input}")
+    t = time.perf_counter()
+    index = Index.build(collection.texts, args.index, model=args.model, doc_ids=collection.doc_ids,
+                        metadata=collection.metadata, nbits=args.nbits, overwrite=args.overwrite,
+                        batch_size=args.batch_size, show_progress=True)
+    stats = index.stats()
+    print(f"built {index.path} in {time.perf_counter() - t:.1f}s: {stats['passages']:,} passages, "
+          f"{stats['vectors']:,} vectors, {stats['centroids']:,} centroids, {stats['nbits']}-bit residuals, "
+          f"{stats['bytes_on_disk'] / 1e6:.1f} MB on disk")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("index", help="build an index from a JSONL, CSV/TSV or text file (one passage a line)")
+    p.add_argument("input", help="passages: .jsonl (fields text, _id/id, others kept as metadata), .csv/.tsv, or text")
+    p.add_argument("--index", required=True, help="index folder to write")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"ColBERT model folder or hub id (default {DEFAULT_MODEL})")
+    p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="residual bits per dimension (default 2)")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--id-field", default=None, help="default: the first of _id, id, doc_id, docid present")
+    p.add_argument("--title-field", default=None, help="prepend this field to the text (e.g. title)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--overwrite", action="store_true", help="replace an existing index (atomically)")
+    p.set_defaults(func=cmd_index)

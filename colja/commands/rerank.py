@@ -1,0 +1,35 @@
+"""``colja rerank``: sort candidate passages for a query by MaxSim."""
+
+from __future__ import annotations
+
+import json
+
+
+def cmd_rerank(args) -> int:
+    from colja import rerank
+    from colja.commands._files import read_collection
+
+    collection = read_collection(args.passages, text_field=args.text_field)
+    hits = rerank(args.query, collection.texts, k=args.k, model=args.model)
+    for h in hits:
+        doc_id = collection.doc_ids[h.index] if collection.doc_ids else str(h.index)
+        if args.json:
+            print(json.dumps({"rank": h.rank, "index": h.index, "doc_id": doc_id, "score": h.score,
+                              "normalized_score": h.normalized_score, "text": h.text}, ensure_ascii=False))
+        else:
+            text = h.text.replace("\n", " ")
+            print(f"{h.rank:>3}. {h.score:8.3f} ({h.normalized_score:.3f})  [{doc_id}] {text[:80]}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    from colja.commands.index import DEFAULT_MODEL
+
+    p = sub.add_parser("rerank", help="rerank candidate passages (a file) for one query")
+    p.add_argument("query")
+    p.add_argument("passages", help=".jsonl / .csv / .tsv / text file of candidates")
+    p.add_argument("--model", default=DEFAULT_MODEL)
+    p.add_argument("-k", type=int, default=None, help="keep the best k (default all)")
+    p.add_argument("--text-field", default="text")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_rerank)

@@ -1,0 +1,41 @@
+"""``colja search``: query an index from the command line."""
+
+from __future__ import annotations
+
+import json
+import time
+
+
+def cmd_search(args) -> int:
+    from colja import Index
+
+    index = Index.load(args.index, model=args.model, mmap=args.mmap)
+    overrides = {"exhaustive": True} if args.exhaustive else {}
+    index.search(args.queries[0], k=1, **overrides)  # warm-up: model, kernels
+    for query in args.queries:
+        t = time.perf_counter()
+        hits = index.search(query, k=args.k, **overrides)
+        ms = (time.perf_counter() - t) * 1000
+        if args.json:
+            print(json.dumps({"query": query, "ms": round(ms, 2), "hits": [
+                {"rank": h.rank, "doc_id": h.doc_id, "score": h.score, "normalized_score": h.normalized_score,
+                 "text": h.text, "metadata": h.metadata} for h in hits]}, ensure_ascii=False))
+            continue
+        print(f"Q: {query}  ({ms:.1f} ms, query encoding included)")
+        for h in hits:
+            text = (h.text or "").replace("\n", " ")
+            print(f"  {h.rank:>3}. {h.score:8.3f}  [{h.doc_id}] {text[:args.width]}{'…' if len(text) > args.width else ''}")
+    return 0
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("search", help="search an index")
+    p.add_argument("queries", nargs="+", help="one or more queries")
+    p.add_argument("--index", required=True, help="index folder")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--model", default=None, help="override the model recorded in the index")
+    p.add_argument("--exhaustive", action="store_true", help="score every passage exactly")
+    p.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
+    p.add_argument("--json", action="store_true", help="one JSON line per query")
+    p.add_argument("--width", type=int, default=80, help="characters of passage text to show")
+    p.set_defaults(func=cmd_search)
