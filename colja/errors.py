@@ -31,6 +31,18 @@ class MissingDependencyError(ColjaError, ImportError):
     """An optional dependency is not installed; the message names the pip extra."""
 
 
+class TrainingDataError(ColjaError, ValueError):
+    """Training data are malformed; the message names the row and the field."""
+
+
+class CheckpointError(ColjaError, ValueError):
+    """A checkpoint folder is incomplete or does not match the run resuming from it."""
+
+
+class MiningError(ColjaError, RuntimeError):
+    """Negatives could not be mined (missing index, ids that do not match the corpus…)."""
+
+
 class KernelBuildError(ColjaError, RuntimeError):
     """The kernels were requested explicitly (``impl="cpp"``/``"cuda"`` or
     ``COLJA_KERNELS=cpp``) but could not be built or loaded."""
@@ -60,6 +72,9 @@ __all__ = [
     "TruncationWarning",
     "StaleIndexWarning",
     "CollectionError",
+    "TrainingDataError",
+    "CheckpointError",
+    "MiningError",
 ]
 
 

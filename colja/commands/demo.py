@@ -28,6 +28,9 @@ def _demo_model(requested: str | None) -> tuple[str, str]:
         return requested, "given with --model"
     if os.environ.get("COLJA_DEMO_MODEL"):
         return os.environ["COLJA_DEMO_MODEL"], "from COLJA_DEMO_MODEL"
+    small = Path(__file__).resolve().parents[2] / "models" / "colja-small-ja"
+    if (small / "model.safetensors").is_file():
+        return str(small), "colja-small-ja, the small offline model shipped with colja (for demos; use answerdotai/JaColBERTv2.5 for real work)"
     shared_fixture = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "colbert-tiny-ja" / "model"
     if shared_fixture.is_dir():
         return str(shared_fixture), "the offline test fixture (random weights: scores show the pipeline works, not relevance)"

@@ -167,6 +167,7 @@ class ColBERT(nn.Module):
         config["architectures"] = ["HF_ColBERT"]
         tmp = path / "model.safetensors.tmp"
         save_file(state, str(tmp), metadata={"format": "pt"})
+        _match_umask(tmp)
         os.replace(tmp, path / "model.safetensors")
         _write_json(path / "config.json", config)
         self.tokenizer.save_pretrained(str(path))
@@ -333,6 +334,13 @@ class ColBERT(nn.Module):
 def _check_batch_size(batch_size: int) -> None:
     if not isinstance(batch_size, int) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+
+
+def _match_umask(path: Path) -> None:
+    """Give a file the permissions a plain ``open(..., "w")`` would (safetensors may write 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ import torch
 import colja.kernels as K
 from colja.errors import KernelFallbackWarning
 from colja.kernels import _build
-from kernel_samples import make_case
+from tests.kernels.kernel_samples import make_case
 
 
 def _broken_sources(tmp_path):

@@ -10,7 +10,7 @@ import torch
 
 import colja.kernels as K
 from colja.kernels import _build
-from kernel_samples import Case, big_lq_case, sample_inputs
+from tests.kernels.kernel_samples import Case, big_lq_case, sample_inputs
 
 needs_gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
 

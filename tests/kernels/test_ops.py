@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import colja.kernels as K
-from kernel_samples import Case, big_lq_case, make_case, sample_inputs
+from tests.kernels.kernel_samples import Case, big_lq_case, make_case, sample_inputs
 
 CASES = sample_inputs("cpu")
 IDS = [c.name for c in CASES]
