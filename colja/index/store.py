@@ -1,0 +1,479 @@
+"""The index folder on disk: generations, manifest, checksums, atomic switch, validation.
+
+Layout::
+
+    <path>/CURRENT            "gen-000002\\n": the live generation
+    <path>/gen-000002/        manifest.json, *.npy, docs.sqlite
+    <path>/.tmp-gen-000003-*  a generation being written (removed on failure)
+
+Writing (:class:`GenerationWriter`): files go into a temporary sibling folder
+and are fsynced; the manifest (sizes and sha256 of every file) is written
+last; the folder is renamed to ``gen-NNNNNN``; ``CURRENT`` is replaced through
+``os.replace`` of a fsynced temporary file; older generations are then
+removed (errors ignored: a reader may still have them mapped; leftovers go on
+the next write). Killing the process at any point leaves the previous
+generation current, or no ``CURRENT`` at all for a first build.
+
+Reading (:func:`open_generation`) checks the format and version, then the
+presence, size and (optionally) sha256 of every file, and the ``.npy`` headers
+against the manifest's counts, raising :class:`~colja.errors.IndexFormatError`
+that names the file and what is wrong.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+import uuid
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None
+from typing import Any
+
+import numpy as np
+
+from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "colja-index"
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+MANIFEST = "manifest.json"
+DOCSTORE = "docs.sqlite"
+GEN_RE = re.compile(r"^gen-(\d{6,})$")
+TMP_PREFIX = ".tmp-gen-"
+FAULT_ENV = "COLJA_FAULT_AT"
+LOCK = ".lock"
+
+#: array files of a generation: name -> (dtype, ndim)
+ARRAYS: dict[str, tuple[str, int]] = {
+    "centroids.npy": ("float16", 2),
+    "bucket_cutoffs.npy": ("float32", 1),
+    "bucket_weights.npy": ("float32", 1),
+    "codes.npy": ("int32", 1),
+    "residuals.npy": ("uint8", 2),
+    "norms.npy": ("float32", 1),
+    "doclens.npy": ("int64", 1),
+    "ivf.npy": ("int32", 1),
+    "ivf_lengths.npy": ("int64", 1),
+}
+REQUIRED_FILES = tuple(ARRAYS) + (DOCSTORE,)
+
+
+# --------------------------------------------------------------------------- fault injection
+
+
+def fault_point(name: str) -> None:
+    """Test hook: if ``$COLJA_FAULT_AT == name``, the process kills itself (SIGKILL) here."""
+    if os.environ.get(FAULT_ENV) == name:
+        logger.warning("fault injection: killing the process at %r", name)
+        os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(10)  # pragma: no cover - not reached
+
+
+# --------------------------------------------------------------------------- small helpers
+
+
+def fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:  # pragma: no cover - platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save_array(path: Path, array: np.ndarray) -> None:
+    """``np.save`` without pickle, then fsync."""
+    with open(path, "wb") as f:
+        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def generation_number(name: str) -> int | None:
+    match = GEN_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+def _tmp_number(name: str) -> int | None:
+    if not name.startswith(TMP_PREFIX):
+        return None
+    digits = name[len(TMP_PREFIX) :].split("-", 1)[0]
+    return int(digits) if digits.isdigit() else None
+
+
+def is_index_folder(path: Path) -> bool:
+    return (Path(path) / CURRENT).is_file()
+
+
+def _ours(name: str) -> bool:
+    return (name in (CURRENT, LOCK) or name.startswith(CURRENT + ".") or generation_number(name) is not None
+            or name.startswith(TMP_PREFIX))
+
+
+def check_target(path: str | Path, *, overwrite: bool) -> Path:
+    """Check that a new index may be written at ``path`` (changes nothing on disk).
+
+    Allowed: a missing path, an empty folder, a folder left by an unfinished
+    build, or (with ``overwrite=True``) an existing colja index.
+    """
+    path = Path(path)
+    if not path.exists():
+        return path
+    if not path.is_dir():
+        raise IndexExistsError(f"{path} exists and is not a folder; choose another path for the index")
+    if is_index_folder(path):
+        if not overwrite:
+            raise IndexExistsError(
+                f"an index already exists at {path}; pass overwrite=True to replace it, or choose another path"
+            )
+        return path
+    foreign = sorted(p.name for p in path.iterdir() if not _ours(p.name))
+    if foreign:
+        raise IndexExistsError(
+            f"{path} exists and is not a colja index (it holds {foreign[:5]}); "
+            "choose an empty or new folder (colja never deletes files it did not write)"
+        )
+    return path
+
+
+# --------------------------------------------------------------------------- writing
+
+
+class GenerationWriter:
+    """Write one new generation of the index at ``root`` and switch to it atomically.
+
+    Use as a context manager; an exception (or a call to ``abort``) removes the
+    temporary folder, and the index folder itself if this writer created it.
+    Writers of one index are serialised by an exclusive lock on ``<root>/.lock``
+    (a second writer waits); readers never lock.
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self._created_root = not self.root.exists()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: int | None = None
+        self._lock()
+        self.previous = current_generation_name(self.root)
+        self.number = self._next_number()
+        self.name = f"gen-{self.number:06d}"
+        self.dir = self.root / f"{TMP_PREFIX}{self.number:06d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.dir.mkdir()
+        self.committed = False
+
+    def _next_number(self) -> int:
+        numbers = [0]
+        for child in self.root.iterdir():
+            n = generation_number(child.name)
+            if n is None:
+                n = _tmp_number(child.name)
+            if n is not None:
+                numbers.append(n)
+        return max(numbers) + 1
+
+    def _lock(self) -> None:
+        if fcntl is None:  # pragma: no cover - not POSIX
+            return
+        self._lock_fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            try:
+                fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            finally:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+
+    def __enter__(self) -> "GenerationWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None or not self.committed:
+            self.abort()
+
+    # ------------------------------------------------------------ files
+
+    def path(self, name: str) -> Path:
+        return self.dir / name
+
+    def save_array(self, name: str, array: np.ndarray) -> None:
+        save_array(self.path(name), array)
+
+    def link(self, name: str, source_dir: str | Path) -> None:
+        """Hard-link an unchanged file from another generation (copy where links fail)."""
+        src = Path(source_dir) / name
+        dst = self.path(name)
+        try:
+            os.link(src, dst)
+        except OSError:
+            shutil.copy2(src, dst)
+
+    # ------------------------------------------------------------ commit
+
+    def commit(self, manifest: dict[str, Any]) -> Path:
+        """Checksum, write the manifest, rename into place, switch ``CURRENT``; returns the generation folder."""
+        files: dict[str, dict[str, Any]] = {}
+        for child in sorted(self.dir.iterdir()):
+            if child.name == MANIFEST or not child.is_file():
+                continue
+            fsync_file(child)
+            files[child.name] = {"bytes": child.stat().st_size, "sha256": sha256_file(child)}
+        missing = [f for f in REQUIRED_FILES if f not in files]
+        if missing:
+            raise RuntimeError(f"generation is missing {missing}")  # a bug, not a user error
+        manifest = dict(manifest)
+        manifest["files"] = files
+        manifest["generation"] = self.number
+        fault_point("before_manifest")
+        tmp_manifest = self.path(MANIFEST + ".tmp")
+        with open(tmp_manifest, "w", encoding="utf-8") as f:
+            json.dump(manifest, f, indent=2, ensure_ascii=False)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_manifest, self.path(MANIFEST))
+        fsync_dir(self.dir)
+        fault_point("before_rename")
+        final = self.root / self.name
+        os.rename(self.dir, final)
+        self.dir = final
+        fsync_dir(self.root)
+        fault_point("before_current")
+        tmp_current = self.root / f"{CURRENT}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        with open(tmp_current, "w", encoding="ascii") as f:
+            f.write(self.name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_current, self.root / CURRENT)
+        fsync_dir(self.root)
+        self.committed = True
+        fault_point("after_current")
+        cleanup(self.root)
+        self._unlock()
+        return final
+
+    def abort(self) -> None:
+        if self.committed:
+            return
+        shutil.rmtree(self.dir, ignore_errors=True)
+        if self._created_root:
+            try:
+                (self.root / LOCK).unlink()
+                self.root.rmdir()  # only if nothing else is there
+            except OSError:
+                pass
+        self._unlock()
+
+
+def cleanup(root: str | Path) -> None:
+    """Remove every generation and temporary file except the current generation (errors ignored).
+
+    Call only from a writer: a concurrent writer's temporary folder would be removed too.
+    """
+    root = Path(root)
+    current = current_generation_name(root)
+    for child in root.iterdir():
+        name = child.name
+        if name == current or name == CURRENT:
+            continue
+        if generation_number(name) is not None or name.startswith(TMP_PREFIX):
+            shutil.rmtree(child, ignore_errors=True)
+        elif name.startswith(CURRENT + ".tmp"):
+            try:
+                child.unlink()
+            except OSError:
+                pass
+
+
+def new_manifest(**fields: Any) -> dict[str, Any]:
+    """The common manifest head (format, versions, time) plus ``fields``."""
+    import torch
+
+    from colja import __version__
+
+    head: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "versions": {"colja": __version__, "torch": torch.__version__, "numpy": np.__version__},
+    }
+    head.update(fields)
+    return head
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def current_generation_name(root: Path) -> str | None:
+    """The generation named by ``root/CURRENT``, or None when there is no such file."""
+    try:
+        text = (Path(root) / CURRENT).read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise IndexFormatError(f"{Path(root) / CURRENT}: unreadable ({exc})") from exc
+    if generation_number(text) is None:
+        raise IndexFormatError(f"{Path(root) / CURRENT}: expected a generation name like 'gen-000001', found {text[:40]!r}")
+    return text
+
+
+def locate_generation(path: str | Path) -> Path:
+    """The live generation folder of the index at ``path`` (or ``path`` itself if it is one)."""
+    path = Path(path)
+    if not path.exists():
+        raise IndexNotFoundError(f"no index at {path}: the folder does not exist")
+    if not path.is_dir():
+        raise IndexFormatError(f"{path} is a file, not an index folder")
+    if (path / MANIFEST).is_file() and not (path / CURRENT).exists():
+        return path  # a generation folder given directly
+    for attempt in range(3):
+        name = current_generation_name(path)
+        if name is None:
+            break
+        gen = path / name
+        if gen.is_dir():
+            return gen
+        time.sleep(0.05 * (attempt + 1))  # a writer may have just switched and removed it
+    else:
+        raise IndexFormatError(f"{path / CURRENT} names {name!r}, but that folder is missing (the index was damaged)")
+    names = [p.name for p in path.iterdir()]
+    if any(generation_number(n) is not None or n.startswith(TMP_PREFIX) or n == LOCK for n in names):
+        raise IndexNotFoundError(
+            f"no index at {path}: a build started there but did not finish (no {CURRENT} file); build it again"
+        )
+    if "metadata.json" in names and ("centroids.pt" in names or "ivf.pid.pt" in names):
+        raise IndexFormatError(
+            f"{path} is a colbert-ai / RAGatouille index, not a colja index; convert it with Index.import_stanford({str(path)!r})"
+        )
+    if not names:
+        raise IndexNotFoundError(f"no index at {path}: the folder is empty")
+    raise IndexFormatError(f"{path} is not a colja index (no {CURRENT} or {MANIFEST}; found {sorted(names)[:5]})")
+
+
+def read_manifest(gen: Path) -> dict[str, Any]:
+    """Parse and check the head of ``gen/manifest.json``."""
+    file = gen / MANIFEST
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IndexFormatError(f"{file} is missing: the index folder is incomplete or not a colja index") from None
+    try:
+        manifest = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise IndexFormatError(f"{file} is not valid JSON (truncated or corrupted?): {exc}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise IndexFormatError(f"{file}: not a colja index manifest (format {found!r}, expected {FORMAT!r})")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise IndexFormatError(f"{file}: invalid format_version {version!r}")
+    if version > FORMAT_VERSION:
+        raise IndexFormatError(
+            f"{file}: index format version {version} was written by a newer colja; "
+            f"this colja reads format version {FORMAT_VERSION} — upgrade colja to open it"
+        )
+    for key in ("codec", "counts", "files"):
+        if not isinstance(manifest.get(key), dict):
+            raise IndexFormatError(f"{file}: the {key!r} section is missing or malformed")
+    return manifest
+
+
+def verify_files(gen: Path, manifest: dict[str, Any], *, check_hashes: bool = True) -> None:
+    """Every required file is listed, present, of the recorded size and (optionally) hash."""
+    files = manifest["files"]
+    for name in REQUIRED_FILES:
+        if name not in files:
+            raise IndexFormatError(f"{gen / MANIFEST}: no entry for required file {name!r}")
+    for name, entry in files.items():
+        file = gen / name
+        if not file.is_file():
+            raise IndexFormatError(f"{file} is missing (listed in the manifest)")
+        size = file.stat().st_size
+        if size != entry.get("bytes"):
+            raise IndexFormatError(f"{file}: {size} bytes on disk, the manifest says {entry.get('bytes')} (truncated or replaced?)")
+        if check_hashes and sha256_file(file) != entry.get("sha256"):
+            raise IndexFormatError(f"{file}: sha256 checksum mismatch (the file is corrupted)")
+
+
+def load_arrays(gen: Path, manifest: dict[str, Any], *, mmap: bool) -> dict[str, np.ndarray]:
+    """Load every array (``mmap_mode="r"`` when ``mmap``) and check dtype and shape."""
+    codec, counts = manifest["codec"], manifest["counts"]
+    try:
+        dim, nbits, ncent = int(codec["dim"]), int(codec["nbits"]), int(codec["num_centroids"])
+        n_emb, n_pass = int(counts["embeddings"]), int(counts["passages"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IndexFormatError(f"{gen / MANIFEST}: codec/counts incomplete ({exc})") from None
+    expected = {
+        "centroids.npy": (ncent, dim),
+        "bucket_cutoffs.npy": (2**nbits - 1,),
+        "bucket_weights.npy": (2**nbits,),
+        "codes.npy": (n_emb,),
+        "residuals.npy": (n_emb, dim * nbits // 8),
+        "norms.npy": (n_emb,),
+        "doclens.npy": (n_pass,),
+        "ivf_lengths.npy": (ncent,),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    for name, (dtype, ndim) in ARRAYS.items():
+        file = gen / name
+        try:
+            array = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as exc:
+            raise IndexFormatError(f"{file}: not a readable .npy array ({exc})") from None
+        if array.dtype != np.dtype(dtype) or array.ndim != ndim:
+            raise IndexFormatError(f"{file}: expected {dtype} with {ndim} dimension(s), found {array.dtype} {array.shape}")
+        if name in expected and array.shape != expected[name]:
+            raise IndexFormatError(f"{file}: expected shape {expected[name]} from the manifest, found {array.shape}")
+        arrays[name[:-4]] = array
+    if int(arrays["doclens"].sum()) != n_emb:
+        raise IndexFormatError(f"{gen / 'doclens.npy'}: passage lengths add up to {int(arrays['doclens'].sum())}, the index holds {n_emb} vectors")
+    if int(arrays["ivf_lengths"].sum()) != arrays["ivf"].shape[0]:
+        raise IndexFormatError(f"{gen / 'ivf_lengths.npy'}: lengths add up to {int(arrays['ivf_lengths'].sum())}, ivf.npy has {arrays['ivf'].shape[0]} entries")
+    return arrays
+
+
+def open_generation(path: str | Path, *, mmap: bool = False, check_hashes: bool = True) -> tuple[Path, dict[str, Any], dict[str, np.ndarray]]:
+    """Locate, validate and load the live generation: ``(folder, manifest, arrays)``."""
+    gen = locate_generation(path)
+    manifest = read_manifest(gen)
+    verify_files(gen, manifest, check_hashes=check_hashes)
+    arrays = load_arrays(gen, manifest, mmap=mmap)
+    return gen, manifest, arrays
+
+
+def folder_bytes(gen: Path) -> int:
+    return sum(p.stat().st_size for p in Path(gen).iterdir() if p.is_file())
