@@ -210,7 +210,8 @@ def build_index(
         logger.info("k-means: %d centroids from %d of %d sample vectors (%d passages)",
                     plan.num_centroids, x.shape[0], report.sample_vectors, len(sample.pids))
         centroids = train_centroids(x, plan.num_centroids, niters=settings.kmeans_niters, seed=settings.seed,
-                                    method=settings.kmeans, cells=settings.kmeans_cells, show_progress=show_progress)
+                                    method=settings.kmeans, cells=settings.kmeans_cells,
+                                    refine_iters=settings.kmeans_refine_iters, show_progress=show_progress)
         del x
         report.seconds["kmeans"] = time.perf_counter() - clock
         fault_point("after_kmeans")

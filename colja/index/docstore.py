@@ -186,6 +186,11 @@ class DocStore:
         with self._lock:
             return [r[0] for r in self._conn.execute("SELECT doc_id FROM docs ORDER BY pid")]
 
+    def all_texts(self) -> list[str]:
+        """Passage texts in pid order (deleted passages included, so list index = pid)."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute("SELECT text FROM docs ORDER BY pid")]
+
     def _rows(self, sql: str, pids: list[int]) -> dict[int, tuple]:
         found: dict[int, tuple] = {}
         unique = sorted(set(pids))

@@ -20,7 +20,7 @@ import logging
 import os
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,7 @@ from colja.index.build import ListSource, ModelSource, build_index
 from colja.index.codec import ResidualCodec, check_dims
 from colja.index.collection import as_embedding_list, as_text_collection, check_doc_ids, check_texts_for, dump_all_metadata
 from colja.index.docstore import DocStore
+from colja.index.first_stages import FirstStagesMixin
 from colja.index.settings import IndexSettings, resolve_settings
 from colja.index.store import DOCSTORE, check_target, folder_bytes, open_generation
 from colja.search.mixin import SearchMixin
@@ -88,6 +89,29 @@ def model_info(model: Any) -> dict[str, Any] | None:
     }
 
 
+def _first_stage_specs(spec: Any) -> dict[str, dict[str, Any]]:
+    """``first_stages=`` of ``build`` as ``{kind: add_first_stage keywords}`` (checked before building)."""
+    from colja.firststage import first_stage_class
+
+    if spec is None:
+        return {}
+    if isinstance(spec, str):
+        spec = [spec]
+    if isinstance(spec, Mapping):
+        out = {}
+        for kind, options in spec.items():
+            if options is not None and not isinstance(options, Mapping):
+                raise TypeError(f"first_stages[{kind!r}] must be a dict of add_first_stage options, got {type(options).__name__}")
+            out[kind] = dict(options or {})
+    elif isinstance(spec, (list, tuple)):
+        out = {kind: {} for kind in spec}
+    else:
+        raise TypeError(f"first_stages must be a name, a list of names or a dict, got {type(spec).__name__}")
+    for kind in out:
+        first_stage_class(kind)
+    return out
+
+
 def _tensor(array: np.ndarray) -> torch.Tensor:
     """A CPU tensor sharing memory with ``array`` (read-only memmaps included)."""
     if not array.flags.writeable:
@@ -104,7 +128,7 @@ def _offsets(lengths: np.ndarray) -> torch.Tensor:
     return out
 
 
-class Index(SearchMixin):
+class Index(FirstStagesMixin, SearchMixin):
     """A compressed ColBERTv2 index on disk: residual codec, IVF and document store."""
 
     def __init__(self, root: Path, generation: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray],
@@ -154,6 +178,7 @@ class Index(SearchMixin):
         text_column: str = "text",
         batch_size: int = 32,
         show_progress: bool | None = None,
+        first_stages: str | Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
         **setting_overrides: Any,
     ) -> "Index":
         """Encode ``collection`` with ``model`` and write a compressed index; returns it loaded.
@@ -166,8 +191,12 @@ class Index(SearchMixin):
         ``$COLJA_INDEX_ROOT`` or ``./indexes``, name = ``index-<date>-<time>``).
         ``nbits`` (default 2) and any :class:`IndexSettings` field may be given
         as keywords. An existing index is only replaced with ``overwrite=True``;
-        bad input raises before anything is written.
+        bad input raises before anything is written. ``first_stages``: first
+        stages to store with the index (``"bm25"``, ``["bm25", "static"]``, or
+        ``{"dense": {"model": "pkshatech/GLuCoSE-base-ja-v2"}}``; see
+        :meth:`add_first_stage`).
         """
+        stage_specs = _first_stage_specs(first_stages)
         settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
         texts = as_text_collection(collection, text_column=text_column)
         ids = check_doc_ids(doc_ids, texts.num_passages)
@@ -183,7 +212,10 @@ class Index(SearchMixin):
         build_index(target, source, settings=settings, texts=texts, doc_ids=ids, metadata=meta,
                     model_info=model_info(model), show_progress=show_progress,
                     extra_manifest={"source": {"kind": "build"}})
-        return cls.load(target, model=model)
+        index = cls.load(target, model=model)
+        for kind, options in stage_specs.items():
+            index.add_first_stage(kind, show_progress=show_progress, **options)
+        return index
 
     @classmethod
     def from_embeddings(
@@ -304,6 +336,13 @@ class Index(SearchMixin):
             return torch.empty((0, self.dim)), lens
         rows = torch.cat([torch.arange(int(a), int(b)) for a, b in zip(starts, ends)])
         return self.codec.decompress(self.codes[rows], self.residuals[rows]), lens
+
+    def _reload(self) -> None:
+        """Adopt the index's current generation (after a write through this object)."""
+        model = self._model if self._model is not None else self._model_name
+        fresh = type(self).load(self.path, model=model, mmap=self.mmap, check_hashes=False)
+        self.__dict__.pop("_search_arrays_cache", None)
+        self.__dict__.update(fresh.__dict__)
 
     def stats(self) -> dict[str, Any]:
         """Passages, vectors, centroids, nbits, bytes on disk and bytes per vector."""

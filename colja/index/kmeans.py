@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 _SMALL_PROBLEM = 1 << 22
 #: default centroids per coarse cell of a two-level k-means
 CELL_SIZE = 512
+#: bound (float32 elements) on a score block materialised at once (256 MB)
+_BLOCK_ELEMENTS = 1 << 26
 
 
 def _import_faiss():
@@ -114,6 +116,7 @@ def nearest_l2(x: np.ndarray, centres: np.ndarray, block: int = 1 << 16) -> np.n
     c = torch.from_numpy(np.ascontiguousarray(centres, dtype=np.float32))
     c_t = c.T.contiguous()
     half_sq = 0.5 * (c * c).sum(1)
+    block = max(1, min(block, _BLOCK_ELEMENTS // max(1, c.shape[0])))
     out = np.empty(x.shape[0], dtype=np.int64)
     for start in range(0, x.shape[0], block):
         rows = torch.from_numpy(np.ascontiguousarray(x[start : start + block], dtype=np.float32))
@@ -169,6 +172,28 @@ def two_level_kmeans(
     return np.concatenate(parts).astype(np.float32, copy=False)
 
 
+def lloyd_refine(x: np.ndarray, centroids: np.ndarray, *, niters: int, show_progress: bool | None = None) -> np.ndarray:
+    """``niters`` plain Lloyd iterations over *all* centroids at once: ``float32 [k, dim]``.
+
+    Each iteration assigns every row of ``x`` to its nearest centroid (L2) and moves
+    each centroid to the mean of its rows; a centroid with no rows stays put. After a
+    two-level k-means this lets vectors near a cell border move to the better
+    centroid of the neighbouring cell, which the per-cell k-means cannot do.
+    """
+    centroids = np.array(centroids, dtype=np.float32, copy=True)
+    k, dim = centroids.shape
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    show = progress_enabled(show_progress, niters)
+    for _ in progress(range(niters), total=niters, desc=f"k-means refinement ({k} centroids)", show=show, unit="iter"):
+        assign = torch.from_numpy(nearest_l2(x, centroids))
+        sums = torch.zeros((k, dim), dtype=torch.float64).index_add_(0, assign, xt.double())
+        counts = torch.bincount(assign, minlength=k)
+        live = counts > 0
+        sums[live] /= counts[live].unsqueeze(1).double()
+        centroids[live.numpy()] = sums[live].float().numpy()
+    return centroids
+
+
 def normalize_rows(centroids: np.ndarray) -> np.ndarray:
     """L2-normalise rows (zero rows stay zero), as ``torch.nn.functional.normalize``."""
     norms = np.linalg.norm(centroids, axis=1, keepdims=True)
@@ -183,9 +208,12 @@ def train_centroids(
     seed: int,
     method: str = "flat",
     cells: int | None = None,
+    refine_iters: int = 0,
     show_progress: bool | None = None,
 ) -> np.ndarray:
     """k-means centroids of ``x`` (``float32 [n, dim]``), L2-normalised: ``float32 [k, dim]``.
+
+    ``refine_iters`` global Lloyd iterations follow a two-level k-means (ignored for "flat").
 
     Round them to float16 for storage (``centroids.astype(np.float16)``) as the reference does.
     """
@@ -194,6 +222,8 @@ def train_centroids(
         raw = faiss_kmeans(x, k, niters=niters, seed=seed, show_progress=show_progress, desc=f"k-means ({k} centroids)")
     elif method == "two_level":
         raw = two_level_kmeans(x, k, niters=niters, seed=seed, cells=cells, show_progress=show_progress)
+        if refine_iters > 0 and raw.shape[0] > 1:
+            raw = lloyd_refine(x, raw, niters=refine_iters, show_progress=show_progress)
     else:
         raise ValueError(f"unknown k-means method {method!r}; valid: 'flat', 'two_level'")
     logger.info("k-means (%s): %d centroids from %d vectors, %d iterations in %.1f s",

@@ -47,6 +47,9 @@ class IndexSettings:
     kmeans: str = "two_level"
     #: coarse cells of ``kmeans="two_level"``; ``None`` = ``round(num_centroids / 512)``
     kmeans_cells: int | None = None
+    #: global Lloyd iterations over all centroids after a two-level k-means
+    #: (moves border vectors to the right cell; one costs about one assignment pass)
+    kmeans_refine_iters: int = 1
     #: "exact" (argmax over all centroids, the reference) or "two_level" (probe
     #: the ``assignment_probe`` best cells of a coarse quantizer over the centroids)
     assignment: str = "exact"
@@ -76,6 +79,8 @@ class IndexSettings:
             value = getattr(self, name)
             if value is not None:
                 positive[name] = value
+        if not isinstance(self.kmeans_refine_iters, int) or isinstance(self.kmeans_refine_iters, bool) or self.kmeans_refine_iters < 0:
+            raise ValueError(f"kmeans_refine_iters must be a non-negative integer, got {self.kmeans_refine_iters!r}")
         for name, value in positive.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -85,7 +90,7 @@ class IndexSettings:
     @classmethod
     def reference(cls, **overrides: Any) -> "IndexSettings":
         """The colbert-ai setup: faiss's 256 points per centroid, exact assignment."""
-        base = dict(max_points_per_centroid=256, kmeans="flat", assignment="exact", kmeans_niters=4)
+        base = dict(max_points_per_centroid=256, kmeans="flat", assignment="exact", kmeans_niters=4, kmeans_refine_iters=0)
         base.update(overrides)
         return cls(**base)
 

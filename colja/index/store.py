@@ -193,6 +193,7 @@ class GenerationWriter:
         self.dir = self.root / f"{TMP_PREFIX}{self.number:06d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.dir.mkdir()
         self.committed = False
+        self._known: dict[str, dict[str, Any]] = {}  # linked files whose checksums are known
 
     def _next_number(self) -> int:
         numbers = [0]
@@ -233,25 +234,49 @@ class GenerationWriter:
     def save_array(self, name: str, array: np.ndarray) -> None:
         save_array(self.path(name), array)
 
-    def link(self, name: str, source_dir: str | Path) -> None:
-        """Hard-link an unchanged file from another generation (copy where links fail)."""
+    def link(self, name: str, source_dir: str | Path, entry: dict[str, Any] | None = None) -> None:
+        """Hard-link an unchanged file from another generation (copy where links fail).
+
+        ``name`` may be a relative path (``firststage/bm25/x.npy``). ``entry``: the
+        file's manifest entry in that generation (``bytes`` / ``sha256``), reused at
+        commit instead of hashing the file again when its size still matches.
+        """
         src = Path(source_dir) / name
         dst = self.path(name)
+        dst.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.link(src, dst)
         except OSError:
             shutil.copy2(src, dst)
+        if entry is not None:
+            self._known[name] = dict(entry)
+
+    def link_tree(self, name: str, source_dir: str | Path, files: dict[str, dict[str, Any]] | None = None) -> None:
+        """``link`` every file under the folder ``name`` of another generation (``files``: its manifest entries)."""
+        base = Path(source_dir)
+        for file in sorted((base / name).rglob("*")):
+            if file.is_file():
+                rel = file.relative_to(base).as_posix()
+                self.link(rel, base, (files or {}).get(rel))
 
     # ------------------------------------------------------------ commit
 
     def commit(self, manifest: dict[str, Any]) -> Path:
         """Checksum, write the manifest, rename into place, switch ``CURRENT``; returns the generation folder."""
         files: dict[str, dict[str, Any]] = {}
-        for child in sorted(self.dir.iterdir()):
-            if child.name == MANIFEST or not child.is_file():
+        for child in sorted(self.dir.rglob("*")):
+            rel = child.relative_to(self.dir).as_posix()
+            if rel == MANIFEST or not child.is_file():
+                continue
+            size = child.stat().st_size
+            known = self._known.get(rel)
+            if known is not None and known.get("bytes") == size and known.get("sha256"):
+                files[rel] = {"bytes": size, "sha256": known["sha256"]}
                 continue
             fsync_file(child)
-            files[child.name] = {"bytes": child.stat().st_size, "sha256": sha256_file(child)}
+            files[rel] = {"bytes": size, "sha256": sha256_file(child)}
+        for folder in sorted({p.parent for p in self.dir.rglob("*") if p.is_file()} - {self.dir}):
+            fsync_dir(folder)
         missing = [f for f in REQUIRED_FILES if f not in files]
         if missing:
             raise RuntimeError(f"generation is missing {missing}")  # a bug, not a user error
@@ -419,6 +444,8 @@ def verify_files(gen: Path, manifest: dict[str, Any], *, check_hashes: bool = Tr
         if name not in files:
             raise IndexFormatError(f"{gen / MANIFEST}: no entry for required file {name!r}")
     for name, entry in files.items():
+        if not isinstance(name, str) or name.startswith("/") or ".." in name.split("/") or not isinstance(entry, dict):
+            raise IndexFormatError(f"{gen / MANIFEST}: bad file entry {name!r} (a relative path inside the generation)")
         file = gen / name
         if not file.is_file():
             raise IndexFormatError(f"{file} is missing (listed in the manifest)")
@@ -476,4 +503,5 @@ def open_generation(path: str | Path, *, mmap: bool = False, check_hashes: bool 
 
 
 def folder_bytes(gen: Path) -> int:
-    return sum(p.stat().st_size for p in Path(gen).iterdir() if p.is_file())
+    """Bytes of every file under ``gen`` (first-stage subfolders included)."""
+    return sum(p.stat().st_size for p in Path(gen).rglob("*") if p.is_file())

@@ -7,12 +7,13 @@ turns queries into hits with the PLAID stages in :mod:`colja.search.plaid`.
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 
 from colja._validation import check_texts
+from colja.search.first_stage import PLAID, check_candidates, resolve_stages, search_with_stages
 from colja.search.plaid import SearchArrays, search_one
 from colja.search.results import Hit, SearchResults
 from colja.search.settings import SearchSettings
@@ -29,24 +30,38 @@ class SearchMixin:
     _search_lock = threading.Lock()
 
     # ------------------------------------------------------------------ public
-    def search(self, query: str, k: int = 10, **overrides: Any) -> list[Hit]:
+    def search(self, query: str, k: int = 10, *, first_stage: str | Sequence[str] = "plaid",
+               candidates: int | None = None, **overrides: Any) -> list[Hit]:
         """The ``min(k, passages)`` best passages for one text query, best first.
 
+        ``first_stage``: ``"plaid"`` (default), a stored first stage's name
+        (``"bm25"``, ``"dense"``, ``"static"``: see ``add_first_stage``), ``"hybrid"``
+        (PLAID fused with every stored first stage) or a list of names to fuse;
+        ``candidates`` (default ``max(100, 10*k)``) is how many each one passes
+        to the exact MaxSim rerank (:mod:`colja.search.first_stage`).
         ``overrides`` are :class:`~colja.search.settings.SearchSettings` fields:
         ``ncells``, ``centroid_score_threshold``, ``ndocs``, ``nfinal``,
         ``exhaustive=True`` (score every passage exactly).
         """
         if not isinstance(query, str):
             raise TypeError(f"query must be a str, got {type(query).__name__}; use search_batch for several queries")
-        return self.search_batch([query], k, **overrides)[0]
+        return self.search_batch([query], k, first_stage=first_stage, candidates=candidates, **overrides)[0]
 
-    def search_batch(self, queries: list[str], k: int = 10, **overrides: Any) -> list[list[Hit]]:
+    def search_batch(self, queries: list[str], k: int = 10, *, first_stage: str | Sequence[str] = "plaid",
+                     candidates: int | None = None, **overrides: Any) -> list[list[Hit]]:
         """``search`` for several queries (encoded together)."""
         queries = check_texts(queries, what="queries")
+        stages = resolve_stages(first_stage, list(getattr(self, "first_stages", {}) or {}))
         if not queries:
             return []
         Q = self.model.encode_queries(queries)
-        results = self.search_embeddings(Q, k, **overrides)
+        if stages == [PLAID]:
+            if candidates is not None:
+                raise ValueError("candidates= applies to first_stage='bm25' / 'dense' / 'static' / 'hybrid'; "
+                                 "PLAID's own knobs are ncells, ndocs and nfinal")
+            results = self.search_embeddings(Q, k, **overrides)
+        else:
+            results = self._search_first_stages(queries, Q, k, stages, candidates, overrides)
         return [self.hits(results, i, query_lengths=int((Q[i].abs().sum(1) > 0).sum())) for i in range(len(queries))]
 
     def search_embeddings(self, Q, k: int = 10, **overrides: Any) -> SearchResults:
@@ -86,6 +101,27 @@ class SearchMixin:
         return out
 
     # ------------------------------------------------------------------ internals
+    def _search_first_stages(self, queries: list[str], Q, k: int, stages: list[str], candidates: int | None,
+                             overrides: dict[str, Any]) -> SearchResults:
+        Q = _as_query_tensor(Q, self.dim)
+        k = _check_k(k)
+        n_candidates = check_candidates(candidates, k)
+        arrays = self._search_arrays()
+        allowed = self._allowed_mask()
+        live = self._live_count(allowed, arrays)
+        settings = SearchSettings.from_overrides(overrides).resolve(k, live, arrays.num_centroids)
+        # fetch enough that n_candidates survive the deleted / filtered-out passages
+        fetch = min(arrays.num_passages, n_candidates + (arrays.num_passages - live))
+        stage_pids = [[hits.pids for hits in self.first_stage(name).search_batch(queries, fetch)]
+                      for name in stages if name != PLAID]
+        found = search_with_stages(Q, stage_pids, PLAID in stages, arrays, k, n_candidates, settings, allowed)
+        scores = np.full((len(found), k), -np.inf, dtype=np.float32)
+        pids = np.full((len(found), k), -1, dtype=np.int64)
+        for i, (s, p) in enumerate(found):
+            scores[i, : len(s)] = s.numpy()
+            pids[i, : len(p)] = p.numpy()
+        return SearchResults(scores, pids)
+
     def _search_arrays(self) -> SearchArrays:
         cached = self._search_arrays_cache
         if cached is not None:

@@ -8,7 +8,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from colja.index.kmeans import _allocate, faiss_kmeans, normalize_rows, subsample, train_centroids, two_level_kmeans
+from colja.index.kmeans import (
+    _allocate,
+    faiss_kmeans,
+    lloyd_refine,
+    nearest_l2,
+    normalize_rows,
+    subsample,
+    train_centroids,
+    two_level_kmeans,
+)
 
 from .index_helpers import clustered_docs
 
@@ -59,6 +68,32 @@ def test_two_level_quality_close_to_flat(points):
     two = two_level_kmeans(points, 64, niters=6, seed=123, cells=8)
     assert two.shape == (64, 32)
     assert objective(two) < 1.25 * objective(flat)
+
+
+def _objective(points, c):
+    return float((((points[:, None, :] - c[None]) ** 2).sum(-1)).min(1).mean())
+
+
+def test_lloyd_refine_lowers_the_objective_and_keeps_empty_centroids(points):
+    two = two_level_kmeans(points, 64, niters=2, seed=123, cells=8)
+    refined = lloyd_refine(points, two, niters=2)
+    assert refined.shape == two.shape
+    assert _objective(points, refined) <= _objective(points, two) + 1e-6
+    # every live centroid is the mean of the points assigned to it
+    once = lloyd_refine(points, two, niters=1)
+    assign = nearest_l2(points, two)
+    for c in np.unique(assign)[:10]:
+        np.testing.assert_allclose(once[c], points[assign == c].mean(0), rtol=1e-5, atol=1e-6)
+    far = np.concatenate([two, np.full((1, 32), 1e3, dtype=np.float32)])  # a centroid nobody picks
+    np.testing.assert_array_equal(lloyd_refine(points, far, niters=1)[-1], far[-1])
+
+
+def test_refinement_is_part_of_two_level_training(points):
+    plain = train_centroids(points, 64, niters=2, seed=123, method="two_level", cells=8)
+    refined = train_centroids(points, 64, niters=2, seed=123, method="two_level", cells=8, refine_iters=1)
+    expected = normalize_rows(lloyd_refine(points, two_level_kmeans(points, 64, niters=2, seed=123, cells=8), niters=1))
+    np.testing.assert_array_equal(refined, expected)
+    assert not np.array_equal(plain, refined)
 
 
 def test_two_level_cells_setting(points):
