@@ -16,11 +16,12 @@ def cmd_index(args) -> int:
     t = time.perf_counter()
     index = Index.build(collection.texts, args.index, model=args.model, doc_ids=collection.doc_ids,
                         metadata=collection.metadata, nbits=args.nbits, overwrite=args.overwrite,
-                        batch_size=args.batch_size, show_progress=True)
+                        batch_size=args.batch_size, show_progress=True, first_stages=args.first_stage or None)
     stats = index.stats()
     print(f"built {index.path} in {time.perf_counter() - t:.1f}s: {stats['passages']:,} passages, "
           f"{stats['vectors']:,} vectors, {stats['centroids']:,} centroids, {stats['nbits']}-bit residuals, "
-          f"{stats['bytes_on_disk'] / 1e6:.1f} MB on disk")
+          f"{stats['bytes_on_disk'] / 1e6:.1f} MB on disk"
+          + (f", first stages: {', '.join(index.first_stages)}" if index.first_stages else ""))
     return 0
 
 
@@ -35,4 +36,6 @@ def add_parser(sub) -> None:
     p.add_argument("--title-field", default=None, help="prepend this field to the text (e.g. title)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--overwrite", action="store_true", help="replace an existing index (atomically)")
+    p.add_argument("--first-stage", action="append", choices=("bm25",),
+                   help="also store this first stage (repeatable; dense/static need a model: use the Python API)")
     p.set_defaults(func=cmd_index)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 
@@ -11,7 +12,13 @@ def cmd_search(args) -> int:
 
     index = Index.load(args.index, model=args.model, mmap=args.mmap)
     overrides = {"exhaustive": True} if args.exhaustive else {}
-    index.search(args.queries[0], k=1, **overrides)  # warm-up: model, kernels
+    if args.first_stage != "plaid":
+        overrides = {"first_stage": args.first_stage, "candidates": args.candidates}
+    try:
+        index.search(args.queries[0], k=1, **overrides)  # warm-up: model, kernels; checks the options
+    except ValueError as e:
+        print(f"colja search: error: {e}", file=sys.stderr)
+        return 2
     for query in args.queries:
         t = time.perf_counter()
         hits = index.search(query, k=args.k, **overrides)
@@ -35,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--model", default=None, help="override the model recorded in the index")
     p.add_argument("--exhaustive", action="store_true", help="score every passage exactly")
+    p.add_argument("--first-stage", default="plaid",
+                   help="plaid (default), a first stage stored in the index (bm25, dense, static), or hybrid")
+    p.add_argument("--candidates", type=int, default=None, help="first-stage candidates reranked (default max(100, 10k))")
     p.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
     p.add_argument("--json", action="store_true", help="one JSON line per query")
     p.add_argument("--width", type=int, default=80, help="characters of passage text to show")
