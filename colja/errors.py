@@ -56,6 +56,17 @@ class TruncationWarning(UserWarning):
     """Input was longer than the model accepts and was cut."""
 
 
+class FilterError(ColjaError, ValueError):
+    """A ``where=`` metadata filter is malformed (unknown operator, bad value); see :mod:`colja.index.filters`."""
+
+
+class UnknownDocumentError(ColjaError, KeyError):
+    """``delete`` / ``update`` named document ids the index does not hold (nothing was written)."""
+
+    def __str__(self) -> str:  # KeyError would print the message with quotes
+        return str(self.args[0]) if self.args else ""
+
+
 class StaleIndexWarning(UserWarning):
     """The collection has drifted far from what the index centroids were trained on."""
 
@@ -71,6 +82,8 @@ __all__ = [
     "KernelFallbackWarning",
     "TruncationWarning",
     "StaleIndexWarning",
+    "FilterError",
+    "UnknownDocumentError",
     "CollectionError",
     "TrainingDataError",
     "CheckpointError",

@@ -170,10 +170,16 @@ def build_index(
     model_info: dict[str, Any] | None = None,
     extra_manifest: dict[str, Any] | None = None,
     show_progress: bool | None = None,
+    parent_ids: list[str | None] | None = None,
+    spans: list[tuple[int, int] | None] | None = None,
+    writer: GenerationWriter | None = None,
 ) -> tuple[Path, BuildReport]:
     """Build a new generation at ``root`` (inputs already validated): ``(generation folder, report)``.
 
-    ``metadata`` are JSON texts (see :func:`colja.index.collection.dump_all_metadata`).
+    ``metadata`` are JSON texts (see :func:`colja.index.collection.dump_all_metadata`);
+    ``parent_ids`` / ``spans``: per passage, for passages split from longer
+    documents. ``writer``: an open :class:`GenerationWriter` of ``root`` to
+    build into (its lock already held; :meth:`colja.index.index.Index.rebuild`).
     """
     started = time.perf_counter()
     n = source.num_passages
@@ -182,7 +188,7 @@ def build_index(
     sample = plan_sample(n, settings)
     sample_dtype = np.float16 if settings.round_to_fp16 else np.float32
 
-    with GenerationWriter(root) as writer:
+    with (writer if writer is not None else GenerationWriter(root)) as writer:
         work = writer.path(".work")
         work.mkdir()
 
@@ -230,7 +236,7 @@ def build_index(
         # 5. encode + compress, chunk by chunk
         clock = time.perf_counter()
         doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, codec, assign, sample.pids, sample_vectors, sample_doclens,
-                                texts, doc_ids, metadata, settings, show_progress)
+                                texts, doc_ids, metadata, settings, show_progress, parent_ids, spans)
         del sample_vectors
         report.num_embeddings = int(doclens.sum())
         report.seconds["compress"] = time.perf_counter() - clock
@@ -256,6 +262,7 @@ def build_index(
             codec=codec_entry(codec),
             settings=settings.to_dict(),
             counts={"passages": n, "live_passages": n, "embeddings": total},
+            trained_passages=n,  # passages the centroids were trained on (add warns once this doubles)
             build=report.to_dict(),
             **(extra_manifest or {}),
         )
@@ -331,7 +338,8 @@ def _chunk_vectors(source: EmbeddingSource, pids: np.ndarray, sample_pids: np.nd
 def _index_chunks(writer: GenerationWriter, work: Path, source: EmbeddingSource, codec: ResidualCodec, assign: Any,
                   sample_pids: np.ndarray, sample_vectors: np.ndarray, sample_doclens: np.ndarray,
                   texts: TextCollection | None, doc_ids: list[str] | None, metadata: list[str | None] | None,
-                  settings: IndexSettings, show_progress: bool | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                  settings: IndexSettings, show_progress: bool | None, parent_ids: list[str | None] | None = None,
+                  spans: list[tuple[int, int] | None] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Encode and compress every passage: ``(doclens int64 [n], ivf int32, ivf_lengths int64 [C])``."""
     n = source.num_passages
     doclens = np.zeros(n, dtype=np.int64)
@@ -358,7 +366,9 @@ def _index_chunks(writer: GenerationWriter, work: Path, source: EmbeddingSource,
                 ids = doc_ids[start:stop] if doc_ids is not None else [str(p) for p in range(start, stop)]
                 chunk_texts = texts.texts(start, stop) if texts is not None else [""] * (stop - start)
                 meta = metadata[start:stop] if metadata is not None else [None] * (stop - start)
-                docs.add(pids.tolist(), ids, chunk_texts, meta)
+                docs.add(pids.tolist(), ids, chunk_texts, meta,
+                         parent_ids[start:stop] if parent_ids is not None else None,
+                         spans[start:stop] if spans is not None else None)
                 bar.update(stop - start)
                 if start == 0:
                     fault_point("after_first_chunk")

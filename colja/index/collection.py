@@ -194,3 +194,35 @@ def as_embedding_list(doc_embeddings: Any) -> list[torch.Tensor]:
         raise CollectionError("the passages have no vectors at all: nothing to index")
     return out
 
+
+
+def split_collection(splitter: Any, texts: TextCollection, doc_ids: list[str] | None,
+                     metadata: list[str | None] | None) -> tuple[TextCollection, list[str], list[str | None] | None,
+                                                                 list[str | None], list[tuple[int, int] | None]]:
+    """Split every document into passages: ``(passage texts, passage ids, metadata, parent ids, spans)``.
+
+    Passage ``j`` of document ``d`` is ``f"{d}#{j}"`` (``d`` defaults to the
+    document's position as a string) and carries ``d``'s metadata.
+    """
+    ids: list[str] = []
+    out_texts: list[str] = []
+    parents: list[str | None] = []
+    spans: list[tuple[int, int] | None] = []
+    meta: list[str | None] | None = [] if metadata is not None else None
+    n = texts.num_passages
+    for start in range(0, n, 1024):
+        for offset, text in enumerate(texts.texts(start, min(n, start + 1024))):
+            i = start + offset
+            parent = doc_ids[i] if doc_ids is not None else str(i)
+            for j, passage in enumerate(splitter.split(text)):
+                ids.append(f"{parent}#{j}")
+                out_texts.append(passage.text)
+                parents.append(parent)
+                spans.append((passage.start, passage.end))
+                if meta is not None:
+                    meta.append(metadata[i])
+    clash = sorted(set(ids) & set(parents))
+    if clash:
+        raise CollectionError(f"after splitting, {len(clash)} passage id(s) equal a document id, e.g. {clash[:5]}; "
+                              "document ids must not look like '<another id>#<number>'")
+    return TextCollection(out_texts), ids, meta, parents, spans

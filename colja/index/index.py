@@ -15,25 +15,29 @@ when loaded with ``mmap=True``): ``centroids`` float16 ``[C, dim]``,
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
-import warnings
+import threading
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
 
 from colja.errors import IndexFormatError, ModelLoadError
 from colja.index.build import ListSource, ModelSource, build_index
-from colja.index.codec import ResidualCodec, check_dims
-from colja.index.collection import as_embedding_list, as_text_collection, check_doc_ids, check_texts_for, dump_all_metadata
+from colja.index.codec import check_dims
+from colja.index.collection import (as_embedding_list, as_text_collection, check_doc_ids, check_texts_for,
+                                    dump_all_metadata, split_collection)
 from colja.index.docstore import DocStore
 from colja.index.first_stages import FirstStagesMixin
 from colja.index.settings import IndexSettings, resolve_settings
+from colja.index.snapshot import IndexSnapshot
 from colja.index.store import DOCSTORE, check_target, folder_bytes, open_generation
 from colja.search.mixin import SearchMixin
+from colja.search.plaid import SearchArrays
 
 logger = logging.getLogger(__name__)
 
@@ -112,20 +116,25 @@ def _first_stage_specs(spec: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def _tensor(array: np.ndarray) -> torch.Tensor:
-    """A CPU tensor sharing memory with ``array`` (read-only memmaps included)."""
-    if not array.flags.writeable:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            return torch.from_numpy(array)
-    return torch.from_numpy(array)
+def _check_split_options(split: bool, max_tokens: int | None, overlap: int) -> None:
+    if not split and (max_tokens is not None or overlap):
+        raise ValueError("max_tokens= and overlap= apply when splitting documents: pass split=True")
+    if max_tokens is not None and (isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1):
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    if isinstance(overlap, bool) or not isinstance(overlap, int) or overlap < 0:
+        raise ValueError(f"overlap must be a non-negative int, got {overlap!r}")
 
 
-def _offsets(lengths: np.ndarray) -> torch.Tensor:
-    out = torch.zeros(len(lengths) + 1, dtype=torch.int64)
-    if len(lengths):
-        torch.cumsum(torch.as_tensor(np.asarray(lengths, dtype=np.int64)), 0, out=out[1:])
-    return out
+class _FromSnapshot:
+    """A read-only attribute of the index's snapshot in use (see :meth:`Index._view`)."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get__(self, index: Any, owner: type | None = None) -> Any:
+        if index is None:
+            return self
+        return getattr(index._view(), self.name)
 
 
 class Index(FirstStagesMixin, SearchMixin):
@@ -134,31 +143,88 @@ class Index(FirstStagesMixin, SearchMixin):
     def __init__(self, root: Path, generation: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray],
                  docs: DocStore, model: Any = None, *, mmap: bool = False):
         self.path = Path(root)
-        self.generation = Path(generation)
-        self.manifest = manifest
         self.mmap = mmap
-        self.docs = docs
-        self._arrays = arrays  # the numpy arrays (memmaps with mmap=True) the tensors view
-        codec = manifest["codec"]
-        self.nbits = int(codec["nbits"])
-        self.dim = int(codec["dim"])
-        self.avg_residual = float(codec.get("avg_residual", 0.0))
-        self.centroids = _tensor(arrays["centroids"])
-        self.bucket_cutoffs = _tensor(arrays["bucket_cutoffs"])
-        self.bucket_weights = _tensor(arrays["bucket_weights"])
-        self.codes = _tensor(arrays["codes"])
-        self.residuals = _tensor(arrays["residuals"])
-        self.norms = _tensor(arrays["norms"])
-        self.doclens = _tensor(arrays["doclens"])
-        self.doc_offsets = _offsets(arrays["doclens"])
-        self.ivf = _tensor(arrays["ivf"])
-        self.ivf_lengths = _tensor(arrays["ivf_lengths"])
-        self.ivf_offsets = _offsets(arrays["ivf_lengths"])
-        self.num_passages = int(self.doclens.shape[0])
-        self.num_embeddings = int(self.codes.shape[0])
-        self.codec = ResidualCodec(self.centroids.float(), self.bucket_cutoffs, self.bucket_weights, self.avg_residual, self.nbits)
+        # everything that changes with a write, swapped as one reference (see colja.index.snapshot)
+        self._state = IndexSnapshot(generation, manifest, arrays, docs)
+        self._local = threading.local()  # the snapshot pinned by a search running in this thread
         self._model = None if isinstance(model, (str, os.PathLike)) else model
         self._model_name = str(model) if isinstance(model, (str, os.PathLike)) else None
+
+    # the arrays, manifest, codec and document store of the snapshot in use (pinned or current)
+    generation = _FromSnapshot("generation")
+    manifest = _FromSnapshot("manifest")
+    docs = _FromSnapshot("docs")
+    _arrays = _FromSnapshot("arrays")
+    nbits = _FromSnapshot("nbits")
+    dim = _FromSnapshot("dim")
+    avg_residual = _FromSnapshot("avg_residual")
+    centroids = _FromSnapshot("centroids")
+    bucket_cutoffs = _FromSnapshot("bucket_cutoffs")
+    bucket_weights = _FromSnapshot("bucket_weights")
+    codes = _FromSnapshot("codes")
+    residuals = _FromSnapshot("residuals")
+    norms = _FromSnapshot("norms")
+    doclens = _FromSnapshot("doclens")
+    doc_offsets = _FromSnapshot("doc_offsets")
+    ivf = _FromSnapshot("ivf")
+    ivf_lengths = _FromSnapshot("ivf_lengths")
+    ivf_offsets = _FromSnapshot("ivf_offsets")
+    num_passages = _FromSnapshot("num_passages")
+    num_embeddings = _FromSnapshot("num_embeddings")
+    codec = _FromSnapshot("codec")
+
+    # ------------------------------------------------------------------ snapshots
+
+    def _view(self) -> IndexSnapshot:
+        """The snapshot pinned by this thread's running search, else the current one."""
+        pinned = getattr(self._local, "state", None)
+        return pinned if pinned is not None else self._state
+
+    @contextlib.contextmanager
+    def _pinned(self) -> Iterator[IndexSnapshot]:
+        """Pin the current snapshot for this thread (re-entrant): a search sees one generation throughout."""
+        pinned = getattr(self._local, "state", None)
+        if pinned is not None:
+            yield pinned
+            return
+        state = self._state
+        self._local.state = state
+        try:
+            yield state
+        finally:
+            self._local.state = None
+
+    def snapshot(self) -> contextlib.AbstractContextManager[IndexSnapshot]:
+        """Pin the current generation for this thread while the ``with`` block runs.
+
+        Each search call pins one generation by itself; pin explicitly to keep
+        several calls on one generation while other threads write, e.g.
+        ``with index.snapshot(): hits = index.hits(index.search_embeddings(Q, 10))``.
+        """
+        return self._pinned()
+
+    def _adopt(self, state: IndexSnapshot) -> None:
+        """Make ``state`` current (one reference swap). The old snapshot's document store stays
+        open: searches still running on it, and its memory maps, keep working."""
+        self._state = state
+
+    def refresh(self) -> bool:
+        """Switch to the index's newest generation if another writer committed one; True if it changed."""
+        from colja.index.store import current_generation_name
+
+        if current_generation_name(self.path) in (None, self.generation.name):
+            return False
+        self._reload()
+        return True
+
+    def _search_arrays(self) -> SearchArrays:
+        return self._view().search_arrays()
+
+    def _allowed_mask(self, where: Mapping[str, Any] | None = None) -> torch.Tensor | None:
+        return self._view().allowed(where)
+
+    def _group_keys(self) -> torch.Tensor:
+        return self._view().group_keys()
 
     # ------------------------------------------------------------------ build
 
@@ -179,6 +245,9 @@ class Index(FirstStagesMixin, SearchMixin):
         batch_size: int = 32,
         show_progress: bool | None = None,
         first_stages: str | Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
+        split: bool = False,
+        max_tokens: int | None = None,
+        overlap: int = 0,
         **setting_overrides: Any,
     ) -> "Index":
         """Encode ``collection`` with ``model`` and write a compressed index; returns it loaded.
@@ -195,7 +264,16 @@ class Index(FirstStagesMixin, SearchMixin):
         stages to store with the index (``"bm25"``, ``["bm25", "static"]``, or
         ``{"dense": {"model": "pkshatech/GLuCoSE-base-ja-v2"}}``; see
         :meth:`add_first_stage`).
+
+        ``split=True`` splits each document into passages at Japanese sentence
+        ends, at most ``max_tokens`` model tokens each (default: what fits the
+        model's ``doc_maxlen``), with ``overlap`` tokens of whole sentences
+        repeated (:class:`colja.text.splitter.PassageSplitter`). Passage ``j``
+        of document ``d`` gets the id ``f"{d}#{j}"``, its metadata, and ``d``
+        as ``parent_id`` with its character span in ``d`` (see ``Hit``);
+        ``search(..., group_by_doc=True)`` returns the best passage per document.
         """
+        _check_split_options(split, max_tokens, overlap)
         stage_specs = _first_stage_specs(first_stages)
         settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
         texts = as_text_collection(collection, text_column=text_column)
@@ -208,10 +286,17 @@ class Index(FirstStagesMixin, SearchMixin):
         dim = getattr(model, "dim", None)
         if dim is not None:
             check_dims(int(dim), settings.nbits)
+        parents = spans = None
+        if split:
+            from colja.text.splitter import PassageSplitter
+
+            splitter = PassageSplitter.for_model(model, max_tokens=max_tokens, overlap=overlap)
+            texts, ids, meta, parents, spans = split_collection(splitter, texts, ids, meta)
         source = ModelSource(model, texts, batch_size=batch_size)
         build_index(target, source, settings=settings, texts=texts, doc_ids=ids, metadata=meta,
                     model_info=model_info(model), show_progress=show_progress,
-                    extra_manifest={"source": {"kind": "build"}})
+                    extra_manifest={"source": {"kind": "build", "split": bool(split)}},
+                    parent_ids=parents, spans=spans)
         index = cls.load(target, model=model)
         for kind, options in stage_specs.items():
             index.add_first_stage(kind, show_progress=show_progress, **options)
@@ -325,6 +410,87 @@ class Index(FirstStagesMixin, SearchMixin):
         else:
             self._model, self._model_name = _load_model(model), None
 
+    # ------------------------------------------------------------------ write
+
+    def add(self, texts: Sequence[str] | None = None, doc_ids: Sequence[str] | None = None,
+            metadata: Sequence[dict | None] | None = None, *, embeddings: Any = None, split: bool = False,
+            max_tokens: int | None = None, overlap: int = 0, batch_size: int = 32,
+            show_progress: bool | None = None) -> list[str]:
+        """Add documents without rebuilding; returns their ids.
+
+        The texts are encoded with the index's model (or given as vectors:
+        ``embeddings=``, a list of ``[n_i, dim]`` arrays), compressed with the
+        existing centroids and appended in a new generation (crash-safe). ``doc_ids``
+        default to consecutive numbers as strings, after every number id used
+        so far (so, until a rebuild, the new passage ids); an id already in the
+        index is an error (use :meth:`update`). ``split``, ``max_tokens``,
+        ``overlap``: as for :meth:`build`. Warns with
+        :class:`~colja.errors.StaleIndexWarning` once the live collection is more
+        than twice what the centroids were trained on: then call :meth:`rebuild`.
+        """
+        from colja.index.update import add_documents, prepare_documents
+
+        _check_split_options(split, max_tokens, overlap)
+        docs = prepare_documents(self, texts, doc_ids, metadata, embeddings=embeddings, split=split,
+                                 max_tokens=max_tokens, overlap=overlap, batch_size=batch_size,
+                                 show_progress=show_progress, what="add")
+        return add_documents(self, docs)
+
+    def delete(self, doc_ids: Sequence[str]) -> int:
+        """Delete documents (an id of a split document deletes all its passages); returns the passages deleted.
+
+        Unknown ids raise :class:`~colja.errors.UnknownDocumentError` (a ``KeyError``)
+        and nothing is deleted. Deleted passages are never returned again; their
+        space is reclaimed by :meth:`rebuild`.
+        """
+        from colja.index.update import delete_documents
+
+        return delete_documents(self, doc_ids)
+
+    def update(self, doc_ids: Sequence[str], texts: Sequence[str] | None = None,
+               metadata: Sequence[dict | None] | None = None, *, embeddings: Any = None, split: bool | None = None,
+               max_tokens: int | None = None, overlap: int = 0, batch_size: int = 32,
+               show_progress: bool | None = None) -> None:
+        """Replace documents by new texts (or vectors), keeping their ids, in one crash-safe write.
+
+        ``metadata=None`` keeps each document's metadata; pass a list (``{}``
+        to clear) to replace it. ``split=None`` splits a document again if it
+        was split before. Unknown ids raise
+        :class:`~colja.errors.UnknownDocumentError` and nothing is written.
+        """
+        from colja.index.update import check_id_list, live_pids, old_documents, prepare_documents, update_documents
+
+        _check_split_options(bool(split), max_tokens, overlap)
+        ids = check_id_list(doc_ids)
+        if not ids:
+            return
+        state = self._state
+        live_pids(state, ids, "updated")  # fail before encoding
+        if split is None:
+            was_split = old_documents(state, ids)[1]
+            if any(was_split) and not all(was_split):
+                raise ValueError("these documents were indexed partly split and partly not; "
+                                 "update them in two calls, or pass split=True / split=False")
+            split = bool(was_split and was_split[0])
+        docs = prepare_documents(self, texts, ids, metadata, embeddings=embeddings, split=split,
+                                 max_tokens=max_tokens, overlap=overlap, batch_size=batch_size,
+                                 show_progress=show_progress, what="update")
+        docs.keep_metadata = metadata is None
+        update_documents(self, ids, docs)
+
+    def rebuild(self, *, settings: IndexSettings | Mapping[str, Any] | None = None,
+                show_progress: bool | None = None) -> None:
+        """Re-cluster the index from its stored vectors (new centroids and codec) and drop deleted passages.
+
+        Nothing is re-encoded: the live passages are decompressed and run
+        through the build pipeline (with the index's settings, or ``settings``).
+        Document ids, texts, metadata and stored first stages are kept;
+        internal passage ids change.
+        """
+        from colja.index.update import rebuild_index
+
+        rebuild_index(self, settings=settings, show_progress=show_progress)
+
     # ------------------------------------------------------------------ access
 
     def passage_vectors(self, pids: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -338,11 +504,14 @@ class Index(FirstStagesMixin, SearchMixin):
         return self.codec.decompress(self.codes[rows], self.residuals[rows]), lens
 
     def _reload(self) -> None:
-        """Adopt the index's current generation (after a write through this object)."""
-        model = self._model if self._model is not None else self._model_name
-        fresh = type(self).load(self.path, model=model, mmap=self.mmap, check_hashes=False)
-        self.__dict__.pop("_search_arrays_cache", None)
-        self.__dict__.update(fresh.__dict__)
+        """Adopt the index's current generation (after a write through this object or another)."""
+        self._adopt(self._load_state(self.path, mmap=self.mmap))
+
+    @staticmethod
+    def _load_state(path: Path, *, mmap: bool, check_hashes: bool = False) -> IndexSnapshot:
+        """The current generation of the index folder ``path`` as a snapshot."""
+        gen, manifest, arrays = open_generation(path, mmap=mmap, check_hashes=check_hashes)
+        return IndexSnapshot(gen, manifest, arrays, DocStore.open(gen / DOCSTORE))
 
     def stats(self) -> dict[str, Any]:
         """Passages, vectors, centroids, nbits, bytes on disk and bytes per vector."""

@@ -14,7 +14,9 @@ class Hit:
 
     ``score`` is the raw MaxSim score (Σ over query vectors of the best dot
     product); ``normalized_score`` divides it by the number of query vectors,
-    giving a value in [-1, 1] that is comparable across queries.
+    giving a value in [-1, 1] that is comparable across queries. Passages
+    split from a longer document carry its id (``parent_id``) and their
+    character ``span`` in it.
     """
 
     doc_id: str
@@ -24,6 +26,10 @@ class Hit:
     metadata: dict[str, Any] = field(default_factory=dict)
     normalized_score: float | None = None
     pid: int = -1
+    #: the document this passage was split from (``Index.build(..., split=True)``), else None
+    parent_id: str | None = None
+    #: the passage's ``(start, end)`` characters in its parent document, else None
+    span: tuple[int, int] | None = None
 
 
 class SearchResults(NamedTuple):
