@@ -16,7 +16,10 @@ the modules below are importable for people who need the pieces:
 | ``store`` | folder layout, manifest, checksums, generations, atomic switch, validation |
 | ``build`` | the build pipeline |
 | ``stanford`` | importer for colbert-ai / RAGatouille index folders |
-| ``index`` | ``Index``: build / from_embeddings / load / import_stanford / stats |
+| ``snapshot`` | one generation's arrays, manifest and docs, swapped as one reference |
+| ``update`` | ``add`` / ``delete`` / ``update`` / ``rebuild`` as new generations |
+| ``filters`` | ``where=`` metadata filters compiled to SQL |
+| ``index`` | ``Index``: build / from_embeddings / load / import_stanford / stats / writes |
 
 Submodules are imported lazily, so ``import colja.index`` stays cheap.
 """

@@ -4,6 +4,7 @@
 >>> index = Index.build(["東京は日本の首都です。", "富士山は日本一高い山です。"], name="demo")
 >>> index = Index.load("indexes/demo", mmap=True)
 >>> index.stats()["vectors"]
+>>> index.add(["京都は古い都です。"]); index.delete(["0"])   # see colja.index.update
 
 Arrays for the search layer are CPU tensors (read-only views of the files
 when loaded with ``mmap=True``): ``centroids`` float16 ``[C, dim]``,
@@ -188,11 +189,14 @@ class Index(FirstStagesMixin, SearchMixin):
             yield pinned
             return
         state = self._state
+        while not state.acquire():  # replaced and closed between the read and the pin: take the newer one
+            state = self._state
         self._local.state = state
         try:
             yield state
         finally:
             self._local.state = None
+            state.release()
 
     def snapshot(self) -> contextlib.AbstractContextManager[IndexSnapshot]:
         """Pin the current generation for this thread while the ``with`` block runs.
@@ -204,9 +208,11 @@ class Index(FirstStagesMixin, SearchMixin):
         return self._pinned()
 
     def _adopt(self, state: IndexSnapshot) -> None:
-        """Make ``state`` current (one reference swap). The old snapshot's document store stays
-        open: searches still running on it, and its memory maps, keep working."""
-        self._state = state
+        """Make ``state`` current (one reference swap). The old snapshot closes its document store
+        when the last search running on it ends (its arrays and memory maps stay valid meanwhile)."""
+        old, self._state = self._state, state
+        if old is not state:
+            old.retire()
 
     def refresh(self) -> bool:
         """Switch to the index's newest generation if another writer committed one; True if it changed."""
@@ -466,6 +472,8 @@ class Index(FirstStagesMixin, SearchMixin):
             return
         state = self._state
         live_pids(state, ids, "updated")  # fail before encoding
+        if split is None and embeddings is not None:
+            split = False  # vectors cannot be split
         if split is None:
             was_split = old_documents(state, ids)[1]
             if any(was_split) and not all(was_split):
@@ -515,6 +523,10 @@ class Index(FirstStagesMixin, SearchMixin):
 
     def stats(self) -> dict[str, Any]:
         """Passages, vectors, centroids, nbits, bytes on disk and bytes per vector."""
+        with self._pinned():
+            return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
         on_disk = folder_bytes(self.generation)
         vectors = self.num_embeddings
         packed = self.dim * self.nbits // 8
@@ -537,7 +549,7 @@ class Index(FirstStagesMixin, SearchMixin):
         return self.num_passages
 
     def close(self) -> None:
-        self.docs.close()
+        self._state.close()
 
     def __enter__(self) -> "Index":
         return self

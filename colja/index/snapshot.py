@@ -71,6 +71,9 @@ class IndexSnapshot:
         self.codec = ResidualCodec(self.centroids.float(), self.bucket_cutoffs, self.bucket_weights,
                                    self.avg_residual, self.nbits)
         self._lock = threading.Lock()
+        self._pins = 0  # searches running on this snapshot
+        self._retired = False  # replaced by a newer snapshot: close once the last search ends
+        self._closed = False
         self._search_arrays: SearchArrays | None = None
         self._live: tuple[torch.Tensor | None] | None = None
         self._where: dict[str, torch.Tensor] = {}
@@ -119,5 +122,36 @@ class IndexSnapshot:
             self._groups = torch.from_numpy(self.docs.group_keys())
         return self._groups
 
+    # ------------------------------------------------------------------ lifetime
+    def acquire(self) -> bool:
+        """Count a search starting on this snapshot; False if it is already closed (take the newer one)."""
+        with self._lock:
+            if self._closed:
+                return False
+            self._pins += 1
+            return True
+
+    def release(self) -> None:
+        """A search on this snapshot ended; a retired snapshot closes with its last search."""
+        with self._lock:
+            self._pins -= 1
+            close = self._retired and self._pins == 0 and not self._closed
+            if close:
+                self._closed = True
+        if close:
+            self.docs.close()
+
+    def retire(self) -> None:
+        """A newer snapshot replaced this one: close it now, or when its running searches end."""
+        with self._lock:
+            self._retired = True
+            close = self._pins == 0 and not self._closed
+            if close:
+                self._closed = True
+        if close:
+            self.docs.close()
+
     def close(self) -> None:
+        with self._lock:
+            self._closed = True
         self.docs.close()
