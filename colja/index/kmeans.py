@@ -33,6 +33,8 @@ logger = logging.getLogger(__name__)
 _SMALL_PROBLEM = 1 << 22
 #: default centroids per coarse cell of a two-level k-means
 CELL_SIZE = 512
+#: coarse cells whose centroids a vector may move to during the refinement of a two-level k-means
+REFINE_PROBE = 3
 #: bound (float32 elements) on a score block materialised at once (256 MB)
 _BLOCK_ELEMENTS = 1 << 26
 
@@ -131,6 +133,8 @@ def two_level_kmeans(
     niters: int,
     seed: int,
     cells: int | None = None,
+    refine_iters: int = 0,
+    refine_probe: int = REFINE_PROBE,
     show_progress: bool | None = None,
 ) -> np.ndarray:
     """k-means into ``cells`` coarse cells, then each cell into its share of ``k``: ``float32 [k, dim]``.
@@ -142,6 +146,11 @@ def two_level_kmeans(
     ``k * cell_size / n`` centroids (largest remainder, at least one per
     non-empty cell). Per vector and iteration that is ``cells + k / cells``
     distance computations instead of ``k``.
+
+    ``refine_iters`` Lloyd iterations then run over all ``k`` centroids, each
+    vector choosing among the centroids of its ``refine_probe`` nearest cells
+    (:func:`local_lloyd_refine`): vectors near a cell border move to the better
+    centroid next door, which the per-cell k-means cannot do.
     """
     x = np.ascontiguousarray(x, dtype=np.float32)
     n, dim = x.shape
@@ -154,7 +163,7 @@ def two_level_kmeans(
     alloc = _allocate(sizes, k)
     order = np.argsort(assign, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(sizes)])
-    parts = []
+    parts, owners = [], []
     show = progress_enabled(show_progress, k1)
     faiss = _import_faiss()
     threads = faiss.omp_get_max_threads()
@@ -167,9 +176,79 @@ def two_level_kmeans(
             # busy machine. faiss's results do not depend on the thread count.
             faiss.omp_set_num_threads(1 if members.shape[0] * int(alloc[cell]) < _SMALL_PROBLEM else threads)
             parts.append(faiss_kmeans(members, int(alloc[cell]), niters=niters, seed=seed + cell, show_progress=False))
+            owners.append(np.full(int(alloc[cell]), cell, dtype=np.int64))
     finally:
         faiss.omp_set_num_threads(threads)
-    return np.concatenate(parts).astype(np.float32, copy=False)
+    centroids = np.concatenate(parts).astype(np.float32, copy=False)
+    if refine_iters > 0:
+        centroids = local_lloyd_refine(x, centroids, np.concatenate(owners), coarse, niters=refine_iters,
+                                       probe=refine_probe, show_progress=show_progress)
+    return centroids
+
+
+def local_lloyd_refine(x: np.ndarray, centroids: np.ndarray, owner: np.ndarray, coarse: np.ndarray, *,
+                       niters: int, probe: int = REFINE_PROBE, show_progress: bool | None = None) -> np.ndarray:
+    """Lloyd iterations where each vector picks among the centroids of its ``probe`` nearest coarse cells.
+
+    ``owner[j]``: the coarse cell centroid ``j`` was trained in. With ``probe >=``
+    the number of cells this is exactly :func:`lloyd_refine`; with a few cells it
+    costs ``probe * k / cells`` distances per vector instead of ``k``.
+    A centroid with no vectors stays put. Returns ``float32 [k, dim]``.
+    """
+    centroids = np.array(centroids, dtype=np.float32, copy=True)
+    k, dim = centroids.shape
+    k1 = coarse.shape[0]
+    probe = max(1, min(probe, k1))
+    xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    n = xt.shape[0]
+    near = _nearest_cells(xt, torch.from_numpy(np.ascontiguousarray(coarse, dtype=np.float32)), probe)  # [n, probe]
+    members = [torch.nonzero((near == c).any(1)).flatten() for c in range(k1)]
+    owned = [torch.from_numpy(np.flatnonzero(owner == c)) for c in range(k1)]
+    show = progress_enabled(show_progress, niters)
+    for _ in progress(range(niters), total=niters, desc=f"k-means refinement ({k} centroids)", show=show, unit="iter"):
+        c = torch.from_numpy(centroids)
+        half_sq = 0.5 * (c * c).sum(1)
+        best = torch.full((n,), -float("inf"))
+        assign = torch.zeros(n, dtype=torch.int64)
+        for cell in range(k1):
+            rows, ids = members[cell], owned[cell]
+            if rows.numel() == 0 or ids.numel() == 0:
+                continue
+            ct = c[ids].T.contiguous()
+            hs = half_sq[ids]
+            step = max(1, _BLOCK_ELEMENTS // max(1, ids.numel()))
+            for s in range(0, rows.numel(), step):
+                r = rows[s : s + step]
+                val, arg = (xt[r] @ ct - hs).max(dim=1)
+                better = val > best[r]
+                best[r[better]] = val[better]
+                assign[r[better]] = ids[arg[better]]
+        centroids = _mean_update(xt, assign, centroids)
+    return centroids
+
+
+def _nearest_cells(xt: torch.Tensor, coarse: torch.Tensor, probe: int) -> torch.Tensor:
+    """int64 ``[n, probe]``: the ``probe`` nearest (L2) coarse cells of each row."""
+    half_sq = 0.5 * (coarse * coarse).sum(1)
+    ct = coarse.T.contiguous()
+    out = torch.empty((xt.shape[0], probe), dtype=torch.int64)
+    step = max(1, _BLOCK_ELEMENTS // max(1, coarse.shape[0]))
+    for s in range(0, xt.shape[0], step):
+        out[s : s + step] = (xt[s : s + step] @ ct - half_sq).topk(probe, dim=1).indices
+    return out
+
+
+def _mean_update(xt: torch.Tensor, assign: torch.Tensor, centroids: np.ndarray) -> np.ndarray:
+    """Each centroid moves to the mean of its rows (summed in float64, in chunks); empty ones stay."""
+    k, dim = centroids.shape
+    sums = torch.zeros((k, dim), dtype=torch.float64)
+    for s in range(0, xt.shape[0], 1 << 16):
+        sums.index_add_(0, assign[s : s + (1 << 16)], xt[s : s + (1 << 16)].double())
+    counts = torch.bincount(assign, minlength=k)
+    live = counts > 0
+    out = np.array(centroids, dtype=np.float32, copy=True)
+    out[live.numpy()] = (sums[live] / counts[live].unsqueeze(1).double()).float().numpy()
+    return out
 
 
 def lloyd_refine(x: np.ndarray, centroids: np.ndarray, *, niters: int, show_progress: bool | None = None) -> np.ndarray:
@@ -181,16 +260,11 @@ def lloyd_refine(x: np.ndarray, centroids: np.ndarray, *, niters: int, show_prog
     centroid of the neighbouring cell, which the per-cell k-means cannot do.
     """
     centroids = np.array(centroids, dtype=np.float32, copy=True)
-    k, dim = centroids.shape
+    k = centroids.shape[0]
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     show = progress_enabled(show_progress, niters)
     for _ in progress(range(niters), total=niters, desc=f"k-means refinement ({k} centroids)", show=show, unit="iter"):
-        assign = torch.from_numpy(nearest_l2(x, centroids))
-        sums = torch.zeros((k, dim), dtype=torch.float64).index_add_(0, assign, xt.double())
-        counts = torch.bincount(assign, minlength=k)
-        live = counts > 0
-        sums[live] /= counts[live].unsqueeze(1).double()
-        centroids[live.numpy()] = sums[live].float().numpy()
+        centroids = _mean_update(xt, torch.from_numpy(nearest_l2(x, centroids)), centroids)
     return centroids
 
 
@@ -221,9 +295,8 @@ def train_centroids(
     if method == "flat":
         raw = faiss_kmeans(x, k, niters=niters, seed=seed, show_progress=show_progress, desc=f"k-means ({k} centroids)")
     elif method == "two_level":
-        raw = two_level_kmeans(x, k, niters=niters, seed=seed, cells=cells, show_progress=show_progress)
-        if refine_iters > 0 and raw.shape[0] > 1:
-            raw = lloyd_refine(x, raw, niters=refine_iters, show_progress=show_progress)
+        raw = two_level_kmeans(x, k, niters=niters, seed=seed, cells=cells, refine_iters=refine_iters,
+                               show_progress=show_progress)
     else:
         raise ValueError(f"unknown k-means method {method!r}; valid: 'flat', 'two_level'")
     logger.info("k-means (%s): %d centroids from %d vectors, %d iterations in %.1f s",

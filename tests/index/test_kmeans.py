@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from colja.index.kmeans import (
     _allocate,
     faiss_kmeans,
+    local_lloyd_refine,
     lloyd_refine,
     nearest_l2,
     normalize_rows,
@@ -88,12 +89,25 @@ def test_lloyd_refine_lowers_the_objective_and_keeps_empty_centroids(points):
     np.testing.assert_array_equal(lloyd_refine(points, far, niters=1)[-1], far[-1])
 
 
+def test_local_refinement_equals_exact_lloyd_when_probing_every_cell(points):
+    coarse = faiss_kmeans(points, 8, niters=2, seed=1)
+    base = two_level_kmeans(points, 64, niters=2, seed=123, cells=8)
+    owner = nearest_l2(base, coarse)  # any cell labelling of the centroids
+    everywhere = local_lloyd_refine(points, base, owner, coarse, niters=2, probe=8)
+    np.testing.assert_allclose(everywhere, lloyd_refine(points, base, niters=2), rtol=1e-5, atol=1e-6)
+    near = local_lloyd_refine(points, base, owner, coarse, niters=2, probe=2)
+    assert _objective(points, near) <= _objective(points, base) + 1e-6
+
+
 def test_refinement_is_part_of_two_level_training(points):
     plain = train_centroids(points, 64, niters=2, seed=123, method="two_level", cells=8)
     refined = train_centroids(points, 64, niters=2, seed=123, method="two_level", cells=8, refine_iters=1)
-    expected = normalize_rows(lloyd_refine(points, two_level_kmeans(points, 64, niters=2, seed=123, cells=8), niters=1))
-    np.testing.assert_array_equal(refined, expected)
+    np.testing.assert_array_equal(refined, normalize_rows(two_level_kmeans(points, 64, niters=2, seed=123, cells=8,
+                                                                           refine_iters=1)))
     assert not np.array_equal(plain, refined)
+    raw_plain = two_level_kmeans(points, 64, niters=2, seed=123, cells=8)
+    raw_refined = two_level_kmeans(points, 64, niters=2, seed=123, cells=8, refine_iters=2)
+    assert _objective(points, raw_refined) < _objective(points, raw_plain)
 
 
 def test_two_level_cells_setting(points):
