@@ -461,7 +461,8 @@ class Index(FirstStagesMixin, SearchMixin):
 
         ``metadata=None`` keeps each document's metadata; pass a list (``{}``
         to clear) to replace it. ``split=None`` splits a document again if it
-        was split before. Unknown ids raise
+        was split before (the id of a single passage ``"d#j"`` replaces that
+        passage alone, which then stands as its own document). Unknown ids raise
         :class:`~colja.errors.UnknownDocumentError` and nothing is written.
         """
         from colja.index.update import check_id_list, live_pids, old_documents, prepare_documents, update_documents
