@@ -62,17 +62,23 @@ def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor) -> torch.Tensor:
     """Sorted unique passage ids (int64) in the IVF lists of each query vector's top cells."""
     ncells = min(ncells, scores_t.shape[0])
-    cells = scores_t.topk(ncells, dim=0, sorted=False).indices.flatten().unique()
+    top = scores_t.topk(ncells, dim=0, sorted=False).indices.flatten()
+    # boolean marks instead of unique(): no sort of the (often thousands of) ids
+    marked = torch.zeros(scores_t.shape[0], dtype=torch.bool)
+    marked[top] = True
+    cells = marked.nonzero().flatten()
     starts = ivf_offsets[cells]
     lengths = ivf_offsets[cells + 1] - starts
     total = int(lengths.sum())
     if total == 0:
         return torch.empty(0, dtype=torch.long)
     # gather the concatenated slices ivf[start:start+len] without a Python loop
-    owners = torch.repeat_interleave(torch.arange(len(cells)), lengths)
-    within = torch.arange(total) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths)
+    owners = torch.repeat_interleave(torch.arange(len(cells)), lengths, output_size=total)
+    within = torch.arange(total) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths, output_size=total)
     pids = ivf[(starts[owners] + within)].long()
-    return pids.unique()
+    seen = torch.zeros(int(pids.max()) + 1, dtype=torch.bool)
+    seen[pids] = True
+    return seen.nonzero().flatten()
 
 
 def drop_zero_rows(Q: torch.Tensor) -> torch.Tensor:

@@ -77,3 +77,8 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     if not folder.exists():
         return {}
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def save_docs_npz(file, docs) -> None:
+    """Write per-passage vectors as one ``.npz`` (``flat`` + ``doclens``) for subprocess tests."""
+    np.savez(file, flat=np.concatenate(docs), doclens=np.array([d.shape[0] for d in docs]))

@@ -18,7 +18,7 @@ import time
 import numpy as np
 import pytest
 import torch
-from .index_helpers import REPO, clustered_docs, exact_maxsim
+from .index_helpers import REPO, clustered_docs, exact_maxsim, save_docs_npz
 
 from colja.errors import IndexNotFoundError
 from colja.index.index import Index
@@ -86,7 +86,7 @@ def same(a, b) -> bool:
 def data_file(tmp_path_factory):
     docs = clustered_docs(n_docs=70, seed=9)
     file = tmp_path_factory.mktemp("crash") / "new.npz"
-    np.savez(file, flat=np.concatenate(docs), doclens=np.array([d.shape[0] for d in docs]))
+    save_docs_npz(file, docs)
     return file
 
 

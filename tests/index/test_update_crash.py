@@ -14,7 +14,7 @@ import torch
 
 from colja.index.index import Index
 
-from .index_helpers import REPO, clustered_docs
+from .index_helpers import REPO, clustered_docs, save_docs_npz
 
 SCRIPT = textwrap.dedent(
     """
@@ -68,7 +68,7 @@ def _answers(path):
 def data_file(tmp_path_factory):
     docs = clustered_docs(n_docs=8, seed=13)
     file = tmp_path_factory.mktemp("crash-add") / "new.npz"
-    np.savez(file, flat=np.concatenate(docs), doclens=np.array([d.shape[0] for d in docs]))
+    save_docs_npz(file, docs)
     return file
 
 
