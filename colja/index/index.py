@@ -347,6 +347,15 @@ class Index(FirstStagesMixin, SearchMixin):
                     extra_manifest={"source": {"kind": "from_embeddings"}})
         return cls.load(target, model=model)
 
+    @staticmethod
+    def in_memory(collection: Any, *, model: Any = DEFAULT_MODEL, doc_ids: Any = None, metadata: Any = None,
+                  batch_size: int = 32) -> Any:
+        """An exact, uncompressed index held in memory (no files): a :class:`~colja.search.in_memory.InMemoryIndex`
+        with ``add`` and ``search``, for notebooks and small collections."""
+        from colja.search.in_memory import InMemoryIndex
+
+        return InMemoryIndex.build(collection, model=model, doc_ids=doc_ids, metadata=metadata, batch_size=batch_size)
+
     @classmethod
     def import_stanford(cls, source: str | os.PathLike, path: str | os.PathLike | None = None, *,
                         model: Any = None, collection: Any = None, doc_ids: Any = None,

@@ -82,3 +82,13 @@ def test_in_memory_index_search_add_delete(fixture_model, texts):
 def test_in_memory_empty(fixture_model):
     index = InMemoryIndex(fixture_model)
     assert index.search("質問", k=3) == []
+
+
+def test_index_in_memory_is_the_same_exact_search(fixture_model, texts):
+    from colja import Index
+
+    docs = texts["documents"][:10]
+    memory = Index.in_memory(docs, model=fixture_model, doc_ids=[f"d{i}" for i in range(10)])
+    assert isinstance(memory, InMemoryIndex) and len(memory) == 10
+    expected = rerank(texts["queries"][1], docs, model=fixture_model, k=3)
+    assert [h.doc_id for h in memory.search(texts["queries"][1], k=3)] == [f"d{h.index}" for h in expected]
