@@ -64,6 +64,9 @@ def _import_bm25s():
         import bm25s
     except ImportError as e:
         raise MissingDependencyError(_MISSING_BM25S) from e
+    bm25s_logger = logging.getLogger("bm25s")
+    if bm25s_logger.level == logging.DEBUG:  # bm25s sets DEBUG on import, which prints through the root handler
+        bm25s_logger.setLevel(logging.WARNING)
     return bm25s
 
 
