@@ -10,8 +10,9 @@ Heavy modules (torch, transformers) load on first use of a name below.
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from colja._lazy import lazy_exports
 
 from colja.errors import (
     ColjaError,
@@ -62,17 +63,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'colja' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from colja._jsonl import iter_jsonl_objects
 from colja.errors import CollectionError
 
 ID_FIELDS = ("_id", "id", "doc_id", "docid")
@@ -43,19 +43,7 @@ def read_collection(path: str | Path, *, text_field: str = "text", id_field: str
 
 
 def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise CollectionError(f"{path}:{number}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise CollectionError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-            rows.append((number, row))
-    return rows
+    return list(iter_jsonl_objects(path, CollectionError))
 
 
 def _csv_rows(path: Path, delimiter: str) -> list[tuple[int, dict]]:

@@ -22,7 +22,6 @@ JQaRA) go through :func:`from_hf_dataset`.
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import numbers
 import os
@@ -30,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
+from colja._jsonl import iter_jsonl_objects
 from colja.firststage.bm25 import passage_text
 
 logger = logging.getLogger(__name__)
@@ -267,17 +267,7 @@ def from_hf_dataset(ds: Iterable[Mapping[str, Any]], *, query_column: str = "que
 
 # ------------------------------------------------------------------- helpers
 def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
-            yield lineno, row
+    return iter_jsonl_objects(path, ValueError)
 
 
 def _field(row: Mapping[str, Any], name: str, path: Path, lineno: int, *, id_like: bool = False) -> str:

@@ -10,8 +10,9 @@ first use (torch is imported only then).
 
 from __future__ import annotations
 
-import importlib
 from typing import TYPE_CHECKING
+
+from colja._lazy import lazy_exports
 
 _LAZY = {
     "DEFAULT_BACKBONE": "colja.train.arguments",
@@ -37,17 +38,7 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str):
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'colja.train' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover

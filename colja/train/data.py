@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
+from colja._jsonl import iter_jsonl_objects
 from colja.errors import TrainingDataError
 
 logger = logging.getLogger(__name__)
@@ -242,18 +243,8 @@ def load_training_data(source: Any, *, negatives: str | os.PathLike | None = Non
 
 
 def _jsonl(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    with open(path, encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise TrainingDataError(f"{where}: not valid JSON ({e.msg} at column {e.colno})") from None
-            if not isinstance(row, dict):
-                raise TrainingDataError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+    for lineno, row in iter_jsonl_objects(path, TrainingDataError):
+        yield f"{path}:{lineno}", row
 
 
 def write_jsonl(examples: Iterable[TrainingExample], path: str | os.PathLike) -> Path:
