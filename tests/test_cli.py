@@ -52,3 +52,29 @@ def test_index_search_and_rerank_from_files(tmp_path, capsys):
     out = capsys.readouterr().out
     ranked = [json.loads(line) for line in out.splitlines()] if out.lstrip().startswith("{") else None
     assert ranked is not None and len(ranked) == 2
+
+
+def test_search_where_and_group_by_doc_from_the_command_line(tmp_path, capsys):
+    data = tmp_path / "docs.jsonl"
+    data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in ROWS), encoding="utf-8")
+    path = tmp_path / "index"
+    assert main(["index", str(data), "--index", str(path), "--model", str(FIXTURE_MODEL)]) == 0
+    capsys.readouterr()
+    blog = {r["_id"] for r in ROWS if r["source"] == "blog"}
+    for extra in ([], ["--exhaustive"]):
+        assert main(["search", "富士山の高さ", "--index", str(path), "-k", "5", "--json",
+                     "--where", '{"source": "blog"}', *extra]) == 0
+        hits = json.loads(capsys.readouterr().out)["hits"]
+        assert {h["doc_id"] for h in hits} == blog  # min(k, matching) hits, all of them blog passages
+        assert all(h["metadata"]["source"] == "blog" for h in hits)
+    assert main(["search", "京都", "--index", str(path), "--json", "--where", '{"source": {"$in": ["wiki"]}}',
+                 "--group-by-doc", "-k", "2"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 2 and all(h["metadata"]["source"] == "wiki" for h in hits)
+
+    assert main(["search", "京都", "--index", str(path), "--where", "{source: wiki}"]) == 2
+    assert "--where must be a JSON object" in capsys.readouterr().err
+    assert main(["search", "京都", "--index", str(path), "--where", '["wiki"]']) == 2
+    assert "got list" in capsys.readouterr().err
+    assert main(["search", "京都", "--index", str(path), "--where", '{"source": {"$regex": "w"}}']) == 2
+    assert "$regex" in capsys.readouterr().err
