@@ -206,8 +206,6 @@ def _read_pylate(folder: Path) -> Checkpoint:
 
 def load_tensor(folder: Path, key: str) -> torch.Tensor | None:
     """Read one tensor from a folder's weights (safetensors, sharded or torch .bin)."""
-    from safetensors import safe_open
-
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index_path = folder / index_name
         if index_path.is_file():
