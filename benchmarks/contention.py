@@ -1,6 +1,6 @@
 """Search latency and encoding speed while another process uses the CPU, per OpenMP wait policy.
 
-    python benchmarks/contention.py [--index DIR --model M --data BEIR_FOLDER] [--threads 2]
+    python benchmarks/contention.py [--index DIR --model M --data BEIR_FOLDER] [--loads idle python encoder]
 
 By default it builds (once, under ``bench-data/indexes/contention-jsquad-dev``) a
 2-bit index of ``../shared/data/jsquad-dev`` with ``models/colja-small-ja`` and
@@ -41,7 +41,8 @@ CONFIGS = {  # name -> (environment changes, torch threads)
 BASE = "2 threads"
 
 
-def busy_python(stop_at: float) -> None:
+def busy_python(stop_at: float, model: str, texts: list[str]) -> None:
+    """A pure-Python loop on one core (``model`` and ``texts`` unused: every load takes the same arguments)."""
     x = 0
     while time.time() < stop_at:
         x += 1
@@ -82,8 +83,7 @@ def worker(args) -> None:
     out = {"policy_seen": os.environ.get("OMP_WAIT_POLICY", "(unset)")}
     ctx = mp.get_context("spawn")  # a fresh interpreter: the neighbour loads its own libgomp settings
     for load in args.loads:
-        procs = [ctx.Process(target=fn, daemon=True,
-                             args=(time.time() + 600,) + ((args.model, passages[:64]) if fn is busy_encoder else ()))
+        procs = [ctx.Process(target=fn, args=(time.time() + 600, args.model, passages[:64]), daemon=True)
                  for fn in LOADS[load]]
         for p in procs:
             p.start()

@@ -209,17 +209,21 @@ with the default settings, measured by colja eval's runner (`colja.eval.runner.e
 median single query with encoding on this 2-core machine):
 """]
     for name, table in evaluated.items():
-        rows = {labels.get(system, system): {m: v for m, v in res.items() if m != "ms_per_query"}
-                for system, res in table.items()}
-        for system, res in table.items():
-            if "ms_per_query" in res:
-                rows[labels.get(system, system)]["ms/query"] = f"{res['ms_per_query']:.1f}"
+        rows = {labels.get(system, system): _card_row(res) for system, res in table.items()}
         parts.append(f"`{name}`\n\n{to_markdown(rows)}")
     above = [name for name, table in evaluated.items()
              if any(res["ndcg@10"] > table["bm25"]["ndcg@10"] for system, res in table.items() if system != "bm25")]
     parts.append("A colja-small-ja system beats BM25's nDCG@10 on: " + ", ".join(above) + ".\n" if above else
                  "BM25 stays above every colja-small-ja system on every set (nDCG@10).\n")
     return "\n".join(parts) + "\n"
+
+
+def _card_row(res: dict[str, float]) -> dict[str, object]:
+    """Metrics as they are, latency as ``ms/query`` with one decimal."""
+    row: dict[str, object] = {m: v for m, v in res.items() if m != "ms_per_query"}
+    if "ms_per_query" in res:
+        row["ms/query"] = f"{res['ms_per_query']:.1f}"
+    return row
 
 
 # ------------------------------------------------------------------ card

@@ -33,17 +33,13 @@ def read_collection(path: str | Path, *, text_field: str = "text", id_field: str
         raise CollectionError(f"collection file {path} does not exist")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
-        rows = _jsonl_rows(path)
+        rows = list(iter_jsonl_objects(path, CollectionError))
     elif suffix in (".csv", ".tsv"):
         rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     else:
         texts = [line.rstrip("\n") for line in path.open(encoding="utf-8")]
         return Collection(texts=[t for t in texts if t.strip()])
     return _from_rows(rows, path, text_field=text_field, id_field=id_field, title_field=title_field)
-
-
-def _jsonl_rows(path: Path) -> list[tuple[int, dict]]:
-    return list(iter_jsonl_objects(path, CollectionError))
 
 
 def _csv_rows(path: Path, delimiter: str) -> list[tuple[int, dict]]:

@@ -27,7 +27,7 @@ import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Iterable, Mapping
 
 from colja._jsonl import iter_jsonl_objects
 from colja.firststage.bm25 import passage_text
@@ -105,7 +105,7 @@ def load_beir(folder: str | os.PathLike, split: str = "test") -> BeirData:
                                     "(pass split= to pick another qrels/<split>.tsv)")
 
     corpus: dict[str, dict[str, str]] = {}
-    for lineno, row in _jsonl(corpus_path):
+    for lineno, row in iter_jsonl_objects(corpus_path):
         doc_id = _field(row, "_id", corpus_path, lineno, id_like=True)
         if doc_id in corpus:
             raise ValueError(f"{corpus_path}:{lineno}: duplicate doc id {doc_id!r}")
@@ -113,7 +113,7 @@ def load_beir(folder: str | os.PathLike, split: str = "test") -> BeirData:
         corpus[doc_id] = {"title": str(title), "text": _field(row, "text", corpus_path, lineno)}
 
     all_queries: dict[str, str] = {}
-    for lineno, row in _jsonl(queries_path):
+    for lineno, row in iter_jsonl_objects(queries_path):
         qid = _field(row, "_id", queries_path, lineno, id_like=True)
         if qid in all_queries:
             raise ValueError(f"{queries_path}:{lineno}: duplicate query id {qid!r}")
@@ -179,7 +179,7 @@ def load_reranking(source: str | os.PathLike | Iterable[Mapping[str, Any]]) -> R
         path = Path(source)
         if not path.is_file():
             raise FileNotFoundError(f"no reranking file at {path}")
-        rows: Iterable[tuple[int, Mapping[str, Any]]] = _jsonl(path)
+        rows: Iterable[tuple[int, Mapping[str, Any]]] = iter_jsonl_objects(path)
         where = str(path)
     else:
         rows = ((i + 1, row) for i, row in enumerate(source))
@@ -266,10 +266,6 @@ def from_hf_dataset(ds: Iterable[Mapping[str, Any]], *, query_column: str = "que
 
 
 # ------------------------------------------------------------------- helpers
-def _jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    return iter_jsonl_objects(path, ValueError)
-
-
 def _field(row: Mapping[str, Any], name: str, path: Path, lineno: int, *, id_like: bool = False) -> str:
     value = row.get(name)
     if id_like and isinstance(value, int) and not isinstance(value, bool):

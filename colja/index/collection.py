@@ -163,8 +163,11 @@ def _as_tensor(item: Any) -> torch.Tensor:
     return torch.from_numpy(array) if array.dtype != object else torch.as_tensor(item)
 
 
-def as_embedding_list(doc_embeddings: Any) -> list[torch.Tensor]:
-    """Per-passage vectors ``[n_i, dim]`` (arrays or tensors) as CPU tensors, checked."""
+def as_embedding_list(doc_embeddings: Any, *, allow_empty: bool = False) -> list[torch.Tensor]:
+    """Per-passage vectors ``[n_i, dim]`` (arrays or tensors) as CPU tensors, checked.
+
+    ``allow_empty``: an empty list gives ``[]`` (adding nothing) instead of an error (building nothing).
+    """
     if doc_embeddings is None:
         raise CollectionError("doc_embeddings is None; pass a list of [n_i, dim] arrays")
     if isinstance(doc_embeddings, (np.ndarray, torch.Tensor)):
@@ -173,6 +176,8 @@ def as_embedding_list(doc_embeddings: Any) -> list[torch.Tensor]:
             "split a flat array with its doclens first"
         )
     items = list(doc_embeddings)
+    if not items and allow_empty:
+        return []
     if not items:
         raise CollectionError("the collection is empty: nothing to index")
     out: list[torch.Tensor] = []

@@ -127,7 +127,7 @@ def prepare_documents(index: "Index", texts: Any, doc_ids: Any, metadata: Any, *
                       show_progress: bool | None = None, what: str = "add") -> NewDocuments:
     """Check, split and encode documents (nothing is written); raises on bad input."""
     if embeddings is not None:
-        vectors = [] if isinstance(embeddings, (list, tuple)) and not embeddings else as_embedding_list(embeddings)
+        vectors = as_embedding_list(embeddings, allow_empty=True)
         n = len(vectors)
         if split:
             raise CollectionError("split=True needs texts to split; it cannot split precomputed embeddings")

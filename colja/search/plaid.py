@@ -62,11 +62,7 @@ def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
 def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor) -> torch.Tensor:
     """Sorted unique passage ids (int64) in the IVF lists of each query vector's top cells."""
     ncells = min(ncells, scores_t.shape[0])
-    top = scores_t.topk(ncells, dim=0, sorted=False).indices.flatten()
-    # boolean marks instead of unique(): no sort of the (often thousands of) ids
-    marked = torch.zeros(scores_t.shape[0], dtype=torch.bool)
-    marked[top] = True
-    cells = marked.nonzero().flatten()
+    cells = _sorted_unique(scores_t.topk(ncells, dim=0, sorted=False).indices.flatten(), scores_t.shape[0])
     starts = ivf_offsets[cells]
     lengths = ivf_offsets[cells + 1] - starts
     total = int(lengths.sum())
@@ -76,9 +72,14 @@ def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_o
     owners = torch.repeat_interleave(torch.arange(len(cells)), lengths, output_size=total)
     within = torch.arange(total) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths, output_size=total)
     pids = ivf[(starts[owners] + within)].long()
-    seen = torch.zeros(int(pids.max()) + 1, dtype=torch.bool)
-    seen[pids] = True
-    return seen.nonzero().flatten()
+    return _sorted_unique(pids, int(pids.max()) + 1)
+
+
+def _sorted_unique(ids: torch.Tensor, size: int) -> torch.Tensor:
+    """``ids.unique()`` for ids in ``[0, size)`` by boolean marks: no sort of the (often thousands of) ids."""
+    marked = torch.zeros(size, dtype=torch.bool)
+    marked[ids] = True
+    return marked.nonzero().flatten()
 
 
 def drop_zero_rows(Q: torch.Tensor) -> torch.Tensor:
