@@ -84,7 +84,7 @@ def child(args: argparse.Namespace) -> None:
     import faiss
 
     faiss.omp_set_num_threads(args.threads)
-    from colja.index.index import Index
+    from colja import Index
 
     docs = load_docs(Path(args.data))
     overrides = CONFIGS[args.child]
@@ -111,9 +111,9 @@ def child(args: argparse.Namespace) -> None:
 
 def fidelity(index_path: Path, data: Path, *, n_queries: int | None, block_vectors: int = 4096) -> dict:
     """Top-10 agreement of exhaustive MaxSim over decompressed vectors with the exact ground truth."""
-    from colja.index.index import Index
+    from colja.index.snapshot import IndexSnapshot
 
-    index = Index.load(index_path, mmap=True, check_hashes=False)
+    index = IndexSnapshot.open(index_path, mmap=True, check_hashes=False)
     queries = torch.from_numpy(np.load(data / "queries.npy")).float()
     gt = np.load(data / "gt_ids.npy")[:, :10]
     if n_queries:

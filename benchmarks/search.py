@@ -57,10 +57,9 @@ def encode_jaquad(cache: Path):
         return load_bench(cache)
     import warnings
 
-    import torch
 
     from colja import ColBERT, TruncationWarning
-    from colja.search.maxsim import maxsim_matrix
+    from colja import kernels
 
     warnings.simplefilter("ignore", TruncationWarning)
     model = ColBERT.from_pretrained(SHARED / "fixtures" / "colbert-tiny-ja" / "model", device="cpu")
@@ -69,9 +68,7 @@ def encode_jaquad(cache: Path):
     queries = [json.loads(l)["text"] for l in open(data / "queries.jsonl", encoding="utf-8")][:500]
     flat, doclens = model.encode_documents(texts, batch_size=64, return_flat=True, show_progress=True)
     Q = model.encode_queries(queries)
-    offsets = np.concatenate([[0], np.cumsum(doclens.numpy())])
-    docs = [flat[offsets[i]:offsets[i + 1]] for i in range(len(texts))]
-    gt = maxsim_matrix(Q, docs).topk(10, dim=1).indices.numpy()
+    gt = kernels.maxsim_dense_queries(Q, flat, kernels.lengths_to_offsets(doclens)).topk(10, dim=1).indices.numpy()
     cache.mkdir(parents=True, exist_ok=True)
     np.save(cache / "embs.npy", flat.half().numpy())
     np.save(cache / "doclens.npy", doclens.numpy().astype(np.int32))

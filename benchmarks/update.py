@@ -64,7 +64,7 @@ def main() -> None:
     import warnings
 
     from colja.errors import StaleIndexWarning
-    from colja.index.index import Index
+    from colja import Index
 
     warnings.simplefilter("ignore", StaleIndexWarning)
     docs = load_docs(args.data)
@@ -130,10 +130,12 @@ def main() -> None:
 
 def recall(index, Q: torch.Tensor, truth: list[np.ndarray]) -> float:
     """Mean |PLAID top-10 ∩ exact top-10| / 10, by document number."""
-    found = index.search_embeddings(Q, 10).pids
+    from colja import SearchResults
+
+    found = index.search_embeddings(Q, 10)
     out = []
-    for pids, want in zip(found, truth):
-        got = {int(d[3:]) for d in index.docs.doc_ids([int(p) for p in pids if p >= 0])}
+    for i, (pids, want) in enumerate(zip(found.pids, truth)):
+        got = {int(h.doc_id[3:]) for h in index.hits(SearchResults(found.scores[i:i + 1], pids[None]))}
         out.append(len(got & set(want.tolist())) / max(1, len(want)))
     return float(np.mean(out))
 

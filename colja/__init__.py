@@ -15,50 +15,58 @@ from typing import TYPE_CHECKING
 from colja._lazy import lazy_exports
 
 from colja.errors import (
+    CheckpointError,
+    CollectionError,
     ColjaError,
+    FilterError,
     IndexExistsError,
     IndexFormatError,
     IndexNotFoundError,
+    KernelBuildError,
     KernelFallbackWarning,
+    MiningError,
     MissingDependencyError,
     ModelLoadError,
     StaleIndexWarning,
+    TrainingDataError,
     TruncationWarning,
+    UnknownDocumentError,
 )
 
-__version__ = "0.1.0"
+from colja._version import __version__
 
 _LAZY = {
     "ColBERT": "colja.model.colbert",
     "ColBERTSettings": "colja.model.settings",
-    "Index": "colja.index.index",
+    "DEFAULT_MODEL": "colja.model.encoder",
+    "Encoder": "colja.model.encoder",
+    "Index": "colja.searchable.index",
+    "InMemoryIndex": "colja.searchable.memory",
+    "Searchable": "colja.searchable.contract",
     "Hit": "colja.search.results",
     "SearchResults": "colja.search.results",
     "rerank": "colja.search.rerank",
     "rerank_batch": "colja.search.rerank",
-    "RerankHit": "colja.search.rerank",
-    "InMemoryIndex": "colja.search.in_memory",
 }
 
 __all__ = [
-    "ColBERT",
-    "ColBERTSettings",
-    "Index",
-    "Hit",
-    "SearchResults",
-    "rerank",
-    "rerank_batch",
-    "RerankHit",
-    "InMemoryIndex",
+    *_LAZY,
+    "CheckpointError",
+    "CollectionError",
     "ColjaError",
+    "FilterError",
     "IndexExistsError",
     "IndexFormatError",
     "IndexNotFoundError",
+    "KernelBuildError",
     "KernelFallbackWarning",
+    "MiningError",
     "MissingDependencyError",
     "ModelLoadError",
     "StaleIndexWarning",
+    "TrainingDataError",
     "TruncationWarning",
+    "UnknownDocumentError",
     "__version__",
 ]
 
@@ -67,7 +75,11 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from colja.index.index import Index
     from colja.model.colbert import ColBERT
+    from colja.model.encoder import DEFAULT_MODEL, Encoder
     from colja.model.settings import ColBERTSettings
+    from colja.search.rerank import rerank, rerank_batch
     from colja.search.results import Hit, SearchResults
+    from colja.searchable.contract import Searchable
+    from colja.searchable.index import Index
+    from colja.searchable.memory import InMemoryIndex

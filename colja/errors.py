@@ -67,6 +67,10 @@ class UnknownDocumentError(ColjaError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class CollectionError(ColjaError, ValueError):
+    """Documents, doc ids or metadata given to build or change an index are invalid (nothing was written)."""
+
+
 class StaleIndexWarning(UserWarning):
     """The collection has drifted far from what the index centroids were trained on."""
 
@@ -89,7 +93,3 @@ __all__ = [
     "CheckpointError",
     "MiningError",
 ]
-
-
-class CollectionError(ColjaError, ValueError):
-    """Documents, doc ids or metadata given to build an index are invalid (nothing was written)."""

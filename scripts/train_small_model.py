@@ -127,7 +127,7 @@ def evaluate(model, dev, *, max_queries: int | None = None, also_doc_maxlen: int
     """jaquad-dev: BM25, exact MaxSim over the corpus, BM25 top-100 → rerank, RRF fusion."""
     from colja.eval.metrics import evaluate as metrics
     from colja.firststage.bm25 import BM25Retriever
-    from colja.search.maxsim import maxsim_matrix
+    from colja import kernels
 
     names = METRICS
     qids = list(dev.queries)[:max_queries]
@@ -146,7 +146,7 @@ def evaluate(model, dev, *, max_queries: int | None = None, also_doc_maxlen: int
     t0 = time.perf_counter()
     D = model.encode_documents(passages, batch_size=32)
     Q = model.encode_queries(queries, batch_size=128)
-    scores = maxsim_matrix(Q, D)  # [n_q, n_docs]
+    scores = kernels.maxsim_dense_queries(Q, torch.cat(D), kernels.lengths_to_offsets([len(d) for d in D]))  # [n_q, n_docs]
     logger.info("encoded and scored %d queries x %d passages in %.0f s", len(qids), len(doc_ids), time.perf_counter() - t0)
     position = {d: i for i, d in enumerate(doc_ids)}
     full_run, rerank_run, fused_run = {}, {}, {}
@@ -170,7 +170,8 @@ def evaluate(model, dev, *, max_queries: int | None = None, also_doc_maxlen: int
         saved = model.settings
         model.settings = saved.replace(doc_maxlen=also_doc_maxlen)
         try:
-            short = maxsim_matrix(Q, model.encode_documents(passages, batch_size=32))
+            short_docs = model.encode_documents(passages, batch_size=32)
+            short = kernels.maxsim_dense_queries(Q, torch.cat(short_docs), kernels.lengths_to_offsets([len(d) for d in short_docs]))
         finally:
             model.settings = saved
         short_run = {q: [doc_ids[i] for i in torch.topk(short[row], k=min(100, len(doc_ids))).indices.tolist()]

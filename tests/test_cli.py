@@ -30,7 +30,7 @@ def test_index_search_and_rerank_from_files(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "5 passages" in out and "first stages: bm25" in out
     index = Index.load(path)
-    assert index.docs.all_doc_ids() == [r["_id"] for r in ROWS]
+    assert index._snapshot.docs.all_doc_ids() == [r["_id"] for r in ROWS]
     source = {r["_id"]: r["source"] for r in ROWS}
     assert all(h.metadata == {"source": source[h.doc_id]} for h in index.search("富士山", k=5))
 

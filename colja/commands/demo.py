@@ -16,7 +16,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "examples" / "data" / "jaquad-sample"
 SMALL_MODEL = REPO / "models" / "colja-small-ja"
-DEFAULT_MODEL = "answerdotai/JaColBERTv2.5"
+from colja.model.encoder import DEFAULT_MODEL
 SHOWN_QUERIES = 5
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-DEFAULT_MODEL = "answerdotai/JaColBERTv2.5"
+from colja.model.encoder import DEFAULT_MODEL
 
 
 def cmd_index(args) -> int:

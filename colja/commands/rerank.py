@@ -10,11 +10,11 @@ def cmd_rerank(args) -> int:
     from colja.commands._files import read_collection
 
     collection = read_collection(args.passages, text_field=args.text_field)
-    hits = rerank(args.query, collection.texts, k=args.k, model=args.model)
+    hits = rerank(args.query, collection.texts, k=args.k, model=args.model, doc_ids=collection.doc_ids)
     for h in hits:
-        doc_id = collection.doc_ids[h.index] if collection.doc_ids else str(h.index)
+        doc_id = h.doc_id
         if args.json:
-            print(json.dumps({"rank": h.rank, "index": h.index, "doc_id": doc_id, "score": h.score,
+            print(json.dumps({"rank": h.rank, "index": h.pid, "doc_id": doc_id, "score": h.score,
                               "normalized_score": h.normalized_score, "text": h.text}, ensure_ascii=False))
         else:
             text = h.text.replace("\n", " ")
@@ -23,7 +23,7 @@ def cmd_rerank(args) -> int:
 
 
 def add_parser(sub) -> None:
-    from colja.commands.index import DEFAULT_MODEL
+    from colja.model.encoder import DEFAULT_MODEL
 
     p = sub.add_parser("rerank", help="rerank candidate passages (a file) for one query")
     p.add_argument("query")

@@ -135,7 +135,7 @@ def evaluate_reranking(data: Any, *, model: Any, metrics: Sequence[str] = DEFAUL
         hits = rerank(data.queries[qid], texts, model=model)
         times.append(time.perf_counter() - t)
         given[qid] = [c["id"] for c in cands]
-        reranked[qid] = [cands[h.index]["id"] for h in hits]
+        reranked[qid] = [cands[h.pid]["id"] for h in hits]
     qrels = {q: data.qrels[q] for q in qids}
     out = {"given order": evaluate(given, qrels, metrics), "maxsim rerank": evaluate(reranked, qrels, metrics)}
     out["maxsim rerank"]["ms_per_query"] = 1000 * statistics.median(times)
@@ -146,7 +146,8 @@ def _searcher(index: Any, system: str, stages: list[str], k: int) -> Callable[[l
     """A function from queries to ranked doc id lists for ``system``."""
     if system in STAGE_KINDS:
         stage = index.first_stage(system)
-        doc_ids = index.docs.all_doc_ids()
+        with index.snapshot() as snapshot:
+            doc_ids = snapshot.docs.all_doc_ids()
         return lambda qs: [[doc_ids[p] for p in hits.pids] for hits in stage.search_batch(qs, k)]
     if system == "exhaustive":
         options: dict[str, Any] = {"exhaustive": True}

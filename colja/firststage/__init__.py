@@ -17,9 +17,9 @@ import os
 from pathlib import Path
 
 from colja.errors import IndexNotFoundError
-from colja.firststage.bm25 import METHODS, BM25Hits, BM25Retriever, passage_text
+from colja.firststage.bm25 import METHODS, BM25Retriever, passage_text
 from colja.firststage.dense import KNOWN_PREFIXES, DenseRetriever, resolve_prefixes
-from colja.firststage.fusion import RRF_K, FirstStage, Hits, reciprocal_rank_fusion
+from colja.firststage.fusion import RRF_K, FirstStage, Ranking, reciprocal_rank_fusion
 from colja.firststage.static import MATRYOSHKA_DIMS, StaticRetriever
 from colja.firststage.vectors import DEFAULT_HNSW_THRESHOLD, VectorIndex, VectorIndexSettings
 
@@ -56,11 +56,10 @@ __all__ = [
     "MATRYOSHKA_DIMS",
     "METHODS",
     "RRF_K",
-    "BM25Hits",
     "BM25Retriever",
     "DenseRetriever",
     "FirstStage",
-    "Hits",
+    "Ranking",
     "StaticRetriever",
     "VectorIndex",
     "VectorIndexSettings",

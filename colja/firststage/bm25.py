@@ -17,16 +17,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, ClassVar, NamedTuple, Sequence
+from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from colja._atomic import atomic_folder, write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
 from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError, MissingDependencyError
+from colja.firststage.fusion import Ranking
 from colja.text.japanese import DROPPED_POS, MecabWordTokenizer
 
 logger = logging.getLogger(__name__)
@@ -40,21 +40,10 @@ _BM25S_JSON = ("params.index.json", "vocab.index.json")
 _MISSING_BM25S = 'BM25 needs the optional dependency bm25s: pip install "colja[bm25]"'
 
 
-class BM25Hits(NamedTuple):
-    """Top hits of one query: ``pids`` int64 ``[k']`` and ``scores`` float32 ``[k']``, best first.
-
-    ``k' <= k``: only passages sharing at least one word with the query are
-    returned (every other passage scores exactly 0).
-    """
-
-    pids: np.ndarray
-    scores: np.ndarray
-
-
 def passage_text(title: str | None, text: str) -> str:
     """The text BM25 indexes for a titled passage: ``title + "\\n" + text`` (just ``text`` without a title).
 
-    This is the recipe behind the reference numbers in ``shared/data/README.md``.
+    (The recipe our BM25 baselines on JaQuAD and JSQuAD were measured with.)
     """
     return f"{title}\n{text}" if title else text
 
@@ -75,7 +64,7 @@ class BM25Retriever:
 
     >>> bm25 = BM25Retriever.build(["東京は日本の首都です。", "大阪は食の都です。"])
     >>> bm25.search("日本の首都は？", k=1)
-    BM25Hits(pids=array([0]), scores=array([...], dtype=float32))
+    Ranking(pids=array([0]), scores=array([...], dtype=float32))
 
     Ties are broken by the lower pid. Searching is thread-safe. Follows
     :class:`~colja.firststage.fusion.FirstStage` (``name = "bm25"``).
@@ -146,7 +135,7 @@ class BM25Retriever:
         return np.arange(start, start + len(texts), dtype=np.int64)
 
     # ----------------------------------------------------------------- search
-    def search(self, query: str, k: int = 10) -> BM25Hits:
+    def search(self, query: str, k: int = 10) -> Ranking:
         """The best (at most ``k``) passages sharing a word with ``query``; ``k > len(self)`` is fine.
 
         An empty query, or one with no word in the index, gives empty arrays.
@@ -161,7 +150,7 @@ class BM25Retriever:
         scores = self._engine.get_scores_from_ids(ids)
         return _top_k(np.asarray(scores, dtype=np.float32), int(k))
 
-    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[BM25Hits]:
+    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[Ranking]:
         """:meth:`search` for each query, in order."""
         return [self.search(q, k) for q in check_texts(queries, what="queries")]
 
@@ -186,16 +175,9 @@ class BM25Retriever:
                                        "choose an empty or new folder")
             if not overwrite:
                 raise IndexExistsError(f"a BM25 index already exists at {folder}; pass overwrite=True to replace it")
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes it private
+        with atomic_folder(folder) as tmp:
             self._engine.save(tmp, allow_pickle=False, show_progress=False)
-            (tmp / MANIFEST).write_text(json.dumps(self._manifest(), indent=2, ensure_ascii=False), encoding="utf-8")
-            _replace_dir(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / MANIFEST, self._manifest(), fsync=False)
         return folder
 
     @classmethod
@@ -274,11 +256,11 @@ class BM25Retriever:
                 f"k1={self.k1}, b={self.b})")
 
 
-def _empty() -> BM25Hits:
-    return BM25Hits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+def _empty() -> Ranking:
+    return Ranking(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
 
 
-def _top_k(scores: np.ndarray, k: int) -> BM25Hits:
+def _top_k(scores: np.ndarray, k: int) -> Ranking:
     """Positive scores only, best first, ties by ascending pid; deterministic at the k-th place too."""
     cand = np.flatnonzero(scores > 0)
     if cand.size > k:
@@ -287,7 +269,7 @@ def _top_k(scores: np.ndarray, k: int) -> BM25Hits:
         cand = cand[sub >= kth]  # every tie of the k-th score, so the pid rule decides among them
     sub = scores[cand]
     order = np.lexsort((cand, -sub))[:k]
-    return BM25Hits(cand[order].astype(np.int64), sub[order].astype(np.float32))
+    return Ranking(cand[order].astype(np.int64), sub[order].astype(np.float32))
 
 
 def _check_engine(engine: Any, manifest: dict, folder: Path) -> None:
@@ -299,21 +281,6 @@ def _check_engine(engine: Any, manifest: dict, folder: Path) -> None:
     if s["num_docs"] != manifest.get("num_docs"):
         raise IndexFormatError(f"BM25 index at {folder} is inconsistent: params.index.json says {s['num_docs']} "
                                f"passages, {MANIFEST} says {manifest.get('num_docs')}; rebuild it")
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move ``src`` to ``dst``, replacing an existing ``dst`` with one rename each way."""
-    if not dst.exists() or (dst.is_dir() and not any(dst.iterdir())):
-        os.replace(src, dst)
-        return
-    old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-    os.replace(dst, old)
-    try:
-        os.replace(src, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _versions() -> dict[str, str | None]:
@@ -328,4 +295,4 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-__all__ = ["METHODS", "BM25Hits", "BM25Retriever", "passage_text"]
+__all__ = ["METHODS", "BM25Retriever", "passage_text"]

@@ -37,19 +37,17 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import threading
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from colja._atomic import atomic_folder, write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
 from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError, MissingDependencyError, ModelLoadError
-from colja.firststage.bm25 import _replace_dir
-from colja.firststage.fusion import Hits
+from colja.firststage.fusion import Ranking
 from colja.firststage.vectors import DEFAULT_HNSW_THRESHOLD, VectorIndex, VectorIndexSettings
 
 logger = logging.getLogger(__name__)
@@ -146,7 +144,7 @@ class DenseRetriever:
     >>> dense = DenseRetriever.build(["東京は日本の首都です。", "大阪は食の都です。"],
     ...                              "pkshatech/GLuCoSE-base-ja-v2")
     >>> dense.search("日本の首都は？", k=1)
-    Hits(pids=array([0]), scores=array([...], dtype=float32))
+    Ranking(pids=array([0]), scores=array([...], dtype=float32))
 
     ``DenseRetriever(model)`` is an empty retriever; :meth:`add` appends
     passages and :meth:`build` is both at once. The model loads on first use
@@ -289,7 +287,7 @@ class DenseRetriever:
         return np.ascontiguousarray(x, dtype=np.float32)
 
     # ----------------------------------------------------------------- search
-    def search(self, query: str, k: int = 10) -> Hits:
+    def search(self, query: str, k: int = 10) -> Ranking:
         """The ``min(k, len(self))`` passages closest to ``query``, best first.
 
         A query whose vector is all zero (a static model that knows none of
@@ -302,7 +300,7 @@ class DenseRetriever:
             return _empty()
         return self.search_vectors(self.encode_queries([query]), k)[0]
 
-    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[Hits]:
+    def search_batch(self, queries: Sequence[str], k: int = 10) -> list[Ranking]:
         """:meth:`search` for each query, in order (encoded in batches)."""
         queries = check_texts(queries, what="queries")
         _check_k(k)
@@ -310,8 +308,8 @@ class DenseRetriever:
             return [_empty() for _ in queries]
         return self.search_vectors(self.encode_queries(queries), k)
 
-    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[Hits]:
-        """Search with query vectors already encoded (float32 ``[n, dim]``); one :class:`Hits` per row."""
+    def search_vectors(self, queries: np.ndarray, k: int = 10) -> list[Ranking]:
+        """Search with query vectors already encoded (float32 ``[n, dim]``); one :class:`Ranking` per row."""
         _check_k(k)
         q = np.asarray(queries, dtype=np.float32)
         if q.ndim != 2:
@@ -325,7 +323,7 @@ class DenseRetriever:
                 out.append(_empty())
                 continue
             keep = row_p >= 0
-            out.append(Hits(row_p[keep], row_s[keep]))
+            out.append(Ranking(row_p[keep], row_s[keep]))
         return out
 
     # ---------------------------------------------------------------- persist
@@ -347,16 +345,9 @@ class DenseRetriever:
         if vectors is None:  # nothing added yet: an empty store of the model's dimension
             vectors = VectorIndex(self.encode_documents([""]).shape[1], self.vector_settings)
         manifest = self._manifest(vectors)
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-        try:
-            tmp.chmod(0o755)  # mkdtemp makes it private
+        with atomic_folder(folder) as tmp:
             vectors.write(tmp / VECTORS_FILE)
-            (tmp / self.MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
-            _replace_dir(tmp, folder)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+            write_json(tmp / self.MANIFEST, manifest, fsync=False)
         return folder
 
     @classmethod
@@ -549,8 +540,8 @@ def _check_k(k: Any) -> None:
         raise ValueError(f"k must be a non-negative int, got {k!r}")
 
 
-def _empty() -> Hits:
-    return Hits(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
+def _empty() -> Ranking:
+    return Ranking(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32))
 
 
 def _versions() -> dict[str, str | None]:

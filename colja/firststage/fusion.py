@@ -21,7 +21,7 @@ import numpy as np
 RRF_K = 60
 
 
-class Hits(NamedTuple):
+class Ranking(NamedTuple):
     """Top hits of one query: ``pids`` int64 ``[k']`` and ``scores`` float32 ``[k']``, best first.
 
     ``k' <= k``: fewer when the collection is smaller than ``k`` or (BM25) when
@@ -43,8 +43,8 @@ class FirstStage(Protocol):
       first stage over ``texts``; passage ``i`` gets pid ``i``.
     * ``add(texts, *, existing_texts=None, show_progress=None)``: append; the
       new passages get pids ``len(self) ..``, which are returned (int64).
-    * ``search(query, k)`` -> :class:`Hits`; ``search_batch(queries, k)`` ->
-      ``list[Hits]``. ``k`` larger than the collection is fine.
+    * ``search(query, k)`` -> :class:`Ranking`; ``search_batch(queries, k)`` ->
+      ``list[Ranking]``. ``k`` larger than the collection is fine.
     * ``save(folder, *, overwrite=True)`` writes JSON + ``.npy`` / faiss files
       only (no pickle), atomically; ``load(folder, mmap=False)`` (classmethod)
       reads them back. :func:`colja.firststage.load_first_stage` picks the
@@ -73,25 +73,25 @@ class FirstStage(Protocol):
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Any], k: int = RRF_K, weights: Sequence[float] | None = None,
-                           limit: int | None = None) -> Hits:
+                           limit: int | None = None) -> Ranking:
     """Fuse ranked pid lists: ``score(p) = sum_i weights[i] / (k + rank_i(p))`` (ranks from 1).
 
     ``rankings``: one entry per retriever, best first — an int array ``[n_i]``
-    of pids, or anything with a ``pids`` attribute (:class:`Hits`,
-    ``BM25Hits``). A pid absent from a ranking gets nothing from it; ``-1``
+    of pids, or anything with a ``pids`` attribute (:class:`Ranking`,
+    ``Ranking``). A pid absent from a ranking gets nothing from it; ``-1``
     entries (padding) are skipped and a repeated pid counts at its first
     (best) rank only. ``k``: the RRF constant (60, Cormack et al. 2009);
     larger values flatten the difference between top and lower ranks.
     ``weights``: one non-negative number per ranking (default all 1).
     ``limit``: keep only the best ``limit`` pids (default all).
 
-    Returns :class:`Hits` with pids int64 and scores float32, best first.
+    Returns :class:`Ranking` with pids int64 and scores float32, best first.
     Deterministic: each pid's contributions are summed smallest first, so
     pids with the same multiset of contributions get bit-identical scores,
     and equal scores are ordered by the smaller pid.
 
     >>> reciprocal_rank_fusion([[3, 1], [1, 2]])
-    Hits(pids=array([1, 3, 2]), scores=array([0.03252247, 0.01639344, 0.01612903], dtype=float32))
+    Ranking(pids=array([1, 3, 2]), scores=array([0.03252247, 0.01639344, 0.01612903], dtype=float32))
     """
     if isinstance(k, bool) or not isinstance(k, (int, float, np.integer, np.floating)) or not k >= 0:
         raise ValueError(f"k must be a non-negative number (the RRF constant, usually 60), got {k!r}")
@@ -120,7 +120,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Any], k: int = RRF_K, weights: Seq
         all_pids.append(pids[first])
         contrib.append(weight / (k + ranks[first]))
     if not all_pids or sum(p.size for p in all_pids) == 0:
-        return Hits(np.empty(0, np.int64), np.empty(0, np.float32))
+        return Ranking(np.empty(0, np.int64), np.empty(0, np.float32))
     pids = np.concatenate(all_pids)
     contrib = np.concatenate(contrib)
     order = np.lexsort((contrib, pids))  # by pid, then contribution ascending
@@ -131,7 +131,7 @@ def reciprocal_rank_fusion(rankings: Sequence[Any], k: int = RRF_K, weights: Seq
     best = np.lexsort((fused_pids, -fused))
     if limit is not None:
         best = best[: int(limit)]
-    return Hits(fused_pids[best].astype(np.int64), fused[best].astype(np.float32))
+    return Ranking(fused_pids[best].astype(np.int64), fused[best].astype(np.float32))
 
 
 def _pids_of(ranking: Any, i: int) -> np.ndarray:
@@ -144,4 +144,4 @@ def _pids_of(ranking: Any, i: int) -> np.ndarray:
     return arr.astype(np.int64, copy=False)
 
 
-__all__ = ["RRF_K", "FirstStage", "Hits", "reciprocal_rank_fusion"]
+__all__ = ["RRF_K", "FirstStage", "Ranking", "reciprocal_rank_fusion"]

@@ -1,7 +1,8 @@
-"""Compressed ColBERTv2 indexes: k-means, residual codec, IVF, on-disk store, document store.
+"""Storage of compressed ColBERTv2 indexes: k-means, residual codec, IVF, files, documents, the one writer.
 
-The public entry point is :class:`colja.Index` (``colja.index.index.Index``);
-the modules below are importable for people who need the pieces:
+Users hold :class:`colja.Index` (:mod:`colja.searchable.index`), which
+composes these modules; this package never imports the query layer
+(:mod:`colja.search`) or the facades above it.
 
 | module | job |
 | --- | --- |
@@ -12,14 +13,15 @@ the modules below are importable for people who need the pieces:
 | ``codec`` | ``ResidualCodec``: fit, compress, decompress, norms |
 | ``ivf`` | centroid -> sorted unique passage ids |
 | ``collection`` | checks of texts / vectors / doc ids / metadata before a build |
+| ``documents`` | documents on their way in: checked, split, encoded (before any lock) |
 | ``docstore`` | ``DocStore``: SQLite passage id -> doc id, text, metadata |
-| ``store`` | folder layout, manifest, checksums, generations, atomic switch, validation |
-| ``build`` | the build pipeline |
-| ``stanford`` | importer for colbert-ai / RAGatouille index folders |
-| ``snapshot`` | one generation's arrays, manifest and docs, swapped as one reference |
-| ``update`` | ``add`` / ``delete`` / ``update`` / ``rebuild`` as new generations |
 | ``filters`` | ``where=`` metadata filters compiled to SQL |
-| ``index`` | ``Index``: build / from_embeddings / load / import_stanford / stats / writes |
+| ``store`` | folder layout, manifest, checksums, generations, atomic switch, validation |
+| ``snapshot`` | ``IndexSnapshot``: one generation's arrays, manifest, documents, stored first stages |
+| ``build`` | the build pipeline (sample -> k-means -> codec -> compress -> files) |
+| ``retrievers`` | first-stage retrievers stored in a generation: build, load, carry, rebuild |
+| ``writes`` | ``IndexWriter``, the one write path: build, add, delete, update, rebuild, first stages |
+| ``stanford`` | importer for colbert-ai / RAGatouille index folders |
 
 Submodules are imported lazily, so ``import colja.index`` stays cheap.
 """
@@ -31,8 +33,9 @@ from typing import TYPE_CHECKING
 from colja._lazy import lazy_exports
 
 _LAZY = {
-    "Index": "colja.index.index",
     "IndexSettings": "colja.index.settings",
+    "IndexSnapshot": "colja.index.snapshot",
+    "IndexWriter": "colja.index.writes",
     "ResidualCodec": "colja.index.codec",
     "DocStore": "colja.index.docstore",
 }
@@ -46,5 +49,6 @@ __getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 if TYPE_CHECKING:  # pragma: no cover
     from colja.index.codec import ResidualCodec
     from colja.index.docstore import DocStore
-    from colja.index.index import Index
     from colja.index.settings import IndexSettings
+    from colja.index.snapshot import IndexSnapshot
+    from colja.index.writes import IndexWriter

@@ -1,6 +1,6 @@
 """The build pipeline: sample -> k-means -> codec fit -> chunked encode+compress -> IVF -> files.
 
-Steps (colbert-ai ``CollectionIndexer`` order, see ``reference/colbert-anchors.md`` §1.3):
+Steps (in the order of colbert-ai's ``CollectionIndexer``):
 
 1. encode a seeded passage sample (:func:`colja.index.planning.plan_sample`),
    spilled to a float16 scratch file (the reference keeps its sample in float16);
@@ -11,8 +11,8 @@ Steps (colbert-ai ``CollectionIndexer`` order, see ``reference/colbert-anchors.m
 5. encode (reusing the sample's vectors where the encoder is a model) and
    compress the collection chunk by chunk, appending codes / residuals / norms
    to scratch files, the documents to SQLite, the (code, pid) pairs to the IVF;
-6. assemble the final ``.npy`` files with ``open_memmap``, write the manifest,
-   switch generations (:class:`colja.index.store.GenerationWriter`).
+6. assemble the final ``.npy`` files with ``open_memmap`` and return the manifest;
+   the caller adds stored first stages and commits (:class:`colja.index.writes.IndexWriter`).
 
 Only one chunk of float32 vectors is in memory at a time (plus the k-means
 training vectors).
@@ -159,8 +159,8 @@ class BuildReport:
 # --------------------------------------------------------------------------- the pipeline
 
 
-def build_index(
-    root: str | Path,
+def write_index_files(
+    files: GenerationWriter,
     source: EmbeddingSource,
     *,
     settings: IndexSettings,
@@ -172,14 +172,12 @@ def build_index(
     show_progress: bool | None = None,
     parent_ids: list[str | None] | None = None,
     spans: list[tuple[int, int] | None] | None = None,
-    writer: GenerationWriter | None = None,
-) -> tuple[Path, BuildReport]:
-    """Build a new generation at ``root`` (inputs already validated): ``(generation folder, report)``.
+) -> tuple[dict[str, Any], BuildReport]:
+    """Write every array and the document store of a new index into ``files`` (inputs already
+    validated): ``(manifest without files, report)``. The caller commits (:mod:`colja.index.writes`).
 
     ``metadata`` are JSON texts (see :func:`colja.index.collection.dump_all_metadata`);
-    ``parent_ids`` / ``spans``: per passage, for passages split from longer
-    documents. ``writer``: an open :class:`GenerationWriter` of ``root`` to
-    build into (its lock already held; :meth:`colja.index.index.Index.rebuild`).
+    ``parent_ids`` / ``spans``: per passage, for passages split from longer documents.
     """
     started = time.perf_counter()
     n = source.num_passages
@@ -188,88 +186,86 @@ def build_index(
     sample = plan_sample(n, settings)
     sample_dtype = np.float16 if settings.round_to_fp16 else np.float32
 
-    with (writer if writer is not None else GenerationWriter(root)) as writer:
-        work = writer.path(".work")
-        work.mkdir()
+    writer = files
+    work = writer.path(".work")
+    work.mkdir()
 
-        # 1. the sample
-        sample_vectors, sample_doclens = _embed_sample(source, sample.pids, work, sample_dtype, settings, show_progress)
-        dim = sample_vectors.shape[1]
-        check_dims(dim, settings.nbits)
-        report.sample_passages, report.sample_vectors = len(sample.pids), int(sample_vectors.shape[0])
-        report.seconds["sample"] = time.perf_counter() - clock
-        fault_point("after_sample")
+    # 1. the sample
+    sample_vectors, sample_doclens = _embed_sample(source, sample.pids, work, sample_dtype, settings, show_progress)
+    dim = sample_vectors.shape[1]
+    check_dims(dim, settings.nbits)
+    report.sample_passages, report.sample_vectors = len(sample.pids), int(sample_vectors.shape[0])
+    report.seconds["sample"] = time.perf_counter() - clock
+    fault_point("after_sample")
 
-        # 2.-3. sizes, split, k-means
-        clock = time.perf_counter()
-        plan = plan_centroids(n, sample_doclens, settings)
-        rng = np.random.default_rng(settings.seed)
-        perm = rng.permutation(report.sample_vectors)
-        train_idx, held_idx = perm[: plan.num_train], perm[plan.num_train :]
-        if plan.num_heldout == 0:
-            held_idx = perm
-        limit = settings.max_points_per_centroid * plan.num_centroids
-        train_idx = np.sort(train_idx[:limit])
-        x = np.asarray(sample_vectors[train_idx], dtype=np.float32)
-        report.kmeans_vectors, report.num_centroids = int(x.shape[0]), plan.num_centroids
-        report.avg_doclen_est = plan.avg_doclen_est
-        logger.info("k-means: %d centroids from %d of %d sample vectors (%d passages)",
-                    plan.num_centroids, x.shape[0], report.sample_vectors, len(sample.pids))
-        centroids = train_centroids(x, plan.num_centroids, niters=settings.kmeans_niters, seed=settings.seed,
-                                    method=settings.kmeans, cells=settings.kmeans_cells,
-                                    refine_iters=settings.kmeans_refine_iters, show_progress=show_progress)
-        del x
-        report.seconds["kmeans"] = time.perf_counter() - clock
-        fault_point("after_kmeans")
+    # 2.-3. sizes, split, k-means
+    clock = time.perf_counter()
+    plan = plan_centroids(n, sample_doclens, settings)
+    rng = np.random.default_rng(settings.seed)
+    perm = rng.permutation(report.sample_vectors)
+    train_idx, held_idx = perm[: plan.num_train], perm[plan.num_train :]
+    if plan.num_heldout == 0:
+        held_idx = perm
+    limit = settings.max_points_per_centroid * plan.num_centroids
+    train_idx = np.sort(train_idx[:limit])
+    x = np.asarray(sample_vectors[train_idx], dtype=np.float32)
+    report.kmeans_vectors, report.num_centroids = int(x.shape[0]), plan.num_centroids
+    report.avg_doclen_est = plan.avg_doclen_est
+    logger.info("k-means: %d centroids from %d of %d sample vectors (%d passages)",
+                plan.num_centroids, x.shape[0], report.sample_vectors, len(sample.pids))
+    centroids = train_centroids(x, plan.num_centroids, niters=settings.kmeans_niters, seed=settings.seed,
+                                method=settings.kmeans, cells=settings.kmeans_cells,
+                                refine_iters=settings.kmeans_refine_iters, show_progress=show_progress)
+    del x
+    report.seconds["kmeans"] = time.perf_counter() - clock
+    fault_point("after_kmeans")
 
-        # 4. the codec
-        clock = time.perf_counter()
-        heldout = torch.from_numpy(np.asarray(sample_vectors[np.sort(held_idx)], dtype=np.float32))
-        report.heldout_vectors = int(heldout.shape[0])
-        codec = ResidualCodec.fit(torch.from_numpy(centroids), heldout, settings.nbits)
-        del heldout
-        assign = None
-        if settings.assignment == "two_level":
-            assign = TwoLevelAssigner(codec.centroids, probe=settings.assignment_probe, seed=settings.seed)
-        report.seconds["codec"] = time.perf_counter() - clock
+    # 4. the codec
+    clock = time.perf_counter()
+    heldout = torch.from_numpy(np.asarray(sample_vectors[np.sort(held_idx)], dtype=np.float32))
+    report.heldout_vectors = int(heldout.shape[0])
+    codec = ResidualCodec.fit(torch.from_numpy(centroids), heldout, settings.nbits)
+    del heldout
+    assign = None
+    if settings.assignment == "two_level":
+        assign = TwoLevelAssigner(codec.centroids, probe=settings.assignment_probe, seed=settings.seed)
+    report.seconds["codec"] = time.perf_counter() - clock
 
-        # 5. encode + compress, chunk by chunk
-        clock = time.perf_counter()
-        doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, codec, assign, sample.pids, sample_vectors, sample_doclens,
-                                texts, doc_ids, metadata, settings, show_progress, parent_ids, spans)
-        del sample_vectors
-        report.num_embeddings = int(doclens.sum())
-        report.seconds["compress"] = time.perf_counter() - clock
+    # 5. encode + compress, chunk by chunk
+    clock = time.perf_counter()
+    doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, codec, assign, sample.pids, sample_vectors, sample_doclens,
+                            texts, doc_ids, metadata, settings, show_progress, parent_ids, spans)
+    del sample_vectors
+    report.num_embeddings = int(doclens.sum())
+    report.seconds["compress"] = time.perf_counter() - clock
 
-        # 6. files
-        clock = time.perf_counter()
-        total = report.num_embeddings
-        _assemble(writer.path("codes.npy"), work / "codes.bin", np.int32, (total,))
-        _assemble(writer.path("residuals.npy"), work / "residuals.bin", np.uint8, (total, codec.packed_dim))
-        _assemble(writer.path("norms.npy"), work / "norms.bin", np.float32, (total,))
-        writer.save_array("ivf.npy", ivf)
-        writer.save_array("ivf_lengths.npy", ivf_lengths)
-        writer.save_array("doclens.npy", doclens.astype(np.int64))
-        writer.save_array("centroids.npy", codec.centroids.numpy().astype(np.float16))
-        writer.save_array("bucket_cutoffs.npy", codec.bucket_cutoffs.numpy())
-        writer.save_array("bucket_weights.npy", codec.bucket_weights.numpy())
-        shutil.rmtree(work)
-        report.seconds["write"] = time.perf_counter() - clock
-        report.seconds["total"] = time.perf_counter() - started
-        fault_point("before_commit")
-        manifest = new_manifest(
-            model=model_info,
-            codec=codec_entry(codec),
-            settings=settings.to_dict(),
-            counts={"passages": n, "live_passages": n, "embeddings": total},
-            trained_passages=n,  # passages the centroids were trained on (add warns once this doubles)
-            build=report.to_dict(),
-            **(extra_manifest or {}),
-        )
-        gen = writer.commit(manifest)
-    logger.info("built index %s: %d passages, %d vectors, %d centroids in %.1f s",
-                root, n, total, codec.num_centroids, report.seconds["total"])
-    return gen, report
+    # 6. files
+    clock = time.perf_counter()
+    total = report.num_embeddings
+    _assemble(writer.path("codes.npy"), work / "codes.bin", np.int32, (total,))
+    _assemble(writer.path("residuals.npy"), work / "residuals.bin", np.uint8, (total, codec.packed_dim))
+    _assemble(writer.path("norms.npy"), work / "norms.bin", np.float32, (total,))
+    writer.save_array("ivf.npy", ivf)
+    writer.save_array("ivf_lengths.npy", ivf_lengths)
+    writer.save_array("doclens.npy", doclens.astype(np.int64))
+    writer.save_array("centroids.npy", codec.centroids.numpy().astype(np.float16))
+    writer.save_array("bucket_cutoffs.npy", codec.bucket_cutoffs.numpy())
+    writer.save_array("bucket_weights.npy", codec.bucket_weights.numpy())
+    shutil.rmtree(work)
+    report.seconds["write"] = time.perf_counter() - clock
+    report.seconds["total"] = time.perf_counter() - started
+    manifest = new_manifest(
+        model=model_info,
+        codec=codec_entry(codec),
+        settings=settings.to_dict(),
+        counts={"passages": n, "live_passages": n, "embeddings": total},
+        trained_passages=n,  # passages the centroids were trained on (add warns once this doubles)
+        build=report.to_dict(),
+        **(extra_manifest or {}),
+    )
+    logger.info("wrote %d passages, %d vectors, %d centroids in %.1f s",
+                n, total, codec.num_centroids, report.seconds["total"])
+    return manifest, report
 
 
 def codec_entry(codec: ResidualCodec) -> dict[str, Any]:
@@ -380,4 +376,4 @@ def _index_chunks(writer: GenerationWriter, work: Path, source: EmbeddingSource,
     return doclens, ivf_pids, ivf_lengths
 
 
-__all__ = ["build_index", "EmbeddingSource", "ListSource", "ModelSource", "BuildReport", "codec_entry"]
+__all__ = ["write_index_files", "EmbeddingSource", "ListSource", "ModelSource", "BuildReport", "codec_entry"]

@@ -1,6 +1,6 @@
 """The ColBERTv2 residual codec: centroid id + n-bit quantised residual per vector.
 
-Bit-exact with colbert-ai ``ResidualCodec`` (see ``reference/colbert-anchors.md`` §1.4):
+Bit-exact with colbert-ai's ``ResidualCodec`` (colbert-ai 0.2.x, ``colbert/indexing/codecs``):
 
 * ``code = argmax(centroids @ emb)``; residual ``r = emb - centroids[code]``;
 * fitted on held-out vectors: ``avg_residual`` = mean over dims of the per-dim

@@ -111,6 +111,14 @@ class DocStore:
         return cls(conn, path, writable=True)
 
     @classmethod
+    def memory(cls) -> "DocStore":
+        """A new, empty, writable store in memory (for :class:`~colja.InMemoryIndex`); changes apply at once."""
+        conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        conn.executescript(_SCHEMA)
+        conn.execute("INSERT INTO info VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        return cls(conn, Path(":memory:"), writable=True)
+
+    @classmethod
     def open(cls, path: str | Path) -> "DocStore":
         """Open a finished store read-only."""
         path = Path(path)

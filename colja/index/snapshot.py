@@ -1,27 +1,40 @@
-"""One generation of an index as an immutable snapshot.
+"""One generation of an index as an immutable snapshot: arrays, manifest, documents, stored first stages.
 
-An :class:`~colja.index.index.Index` holds exactly one ``IndexSnapshot``
-reference; a write builds a new generation and swaps that reference in one
-assignment, and every search pins the snapshot it started with (see
-``Index._pinned``), so a search never mixes two generations: arrays,
-manifest, document store and the caches derived from them always belong
-together.
+An :class:`~colja.Index` holds exactly one ``IndexSnapshot`` reference; a
+write builds a new generation and swaps that reference in one assignment,
+and every search pins the snapshot it started with, so a search never mixes
+two generations: arrays, manifest, document store, stored first stages and
+the caches derived from them always belong together.
+
+The query layer (:mod:`colja.search`) reads snapshots; it keeps what it
+derives from one (e.g. PLAID's float32 centroids) in :meth:`IndexSnapshot.cached`,
+so storage needs to know nothing about search.
+
+Arrays are CPU tensors (read-only views of the files when opened with
+``mmap=True``): ``centroids`` float16 ``[C, dim]``, ``bucket_cutoffs`` /
+``bucket_weights`` float32, ``codes`` int32 ``[N]``, ``residuals`` uint8
+``[N, dim*nbits/8]``, ``norms`` float32 ``[N]``, ``doclens`` int64 ``[n]``,
+``doc_offsets`` int64 ``[n+1]``, ``ivf`` int32, ``ivf_lengths`` int64 ``[C]``,
+``ivf_offsets`` int64 ``[C+1]``.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
+from colja import kernels
+from colja.errors import IndexFormatError
 from colja.index.codec import ResidualCodec
 from colja.index.docstore import DocStore
-from colja.search.plaid import SearchArrays
+from colja.index.store import DOCSTORE, open_generation
 
 _WHERE_CACHE = 8  # filter masks kept per snapshot
 
@@ -35,22 +48,16 @@ def as_tensor(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(array)
 
 
-def offsets(lengths: np.ndarray) -> torch.Tensor:
-    """int64 ``[n+1]``: running sums of ``lengths`` starting at 0."""
-    out = torch.zeros(len(lengths) + 1, dtype=torch.int64)
-    if len(lengths):
-        torch.cumsum(torch.as_tensor(np.asarray(lengths, dtype=np.int64)), 0, out=out[1:])
-    return out
-
-
 class IndexSnapshot:
-    """Arrays (as tensors), manifest, codec and document store of one generation, plus derived caches."""
+    """Arrays (as tensors), manifest, codec, document store and stored first stages of one generation."""
 
-    def __init__(self, generation: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], docs: DocStore):
+    def __init__(self, generation: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], docs: DocStore,
+                 *, mmap: bool = False):
         self.generation = Path(generation)
         self.manifest = manifest
         self.arrays = arrays  # the numpy arrays (memmaps with mmap=True) the tensors view
         self.docs = docs
+        self.mmap = mmap
         codec = manifest["codec"]
         self.nbits = int(codec["nbits"])
         self.dim = int(codec["dim"])
@@ -62,10 +69,10 @@ class IndexSnapshot:
         self.residuals = as_tensor(arrays["residuals"])
         self.norms = as_tensor(arrays["norms"])
         self.doclens = as_tensor(arrays["doclens"])
-        self.doc_offsets = offsets(arrays["doclens"])
+        self.doc_offsets = kernels.lengths_to_offsets(self.doclens)
         self.ivf = as_tensor(arrays["ivf"])
         self.ivf_lengths = as_tensor(arrays["ivf_lengths"])
-        self.ivf_offsets = offsets(arrays["ivf_lengths"])
+        self.ivf_offsets = kernels.lengths_to_offsets(self.ivf_lengths)
         self.num_passages = int(self.doclens.shape[0])
         self.num_embeddings = int(self.codes.shape[0])
         self.codec = ResidualCodec(self.centroids.float(), self.bucket_cutoffs, self.bucket_weights,
@@ -74,24 +81,79 @@ class IndexSnapshot:
         self._pins = 0  # searches running on this snapshot
         self._retired = False  # replaced by a newer snapshot: close once the last search ends
         self._closed = False
-        self._search_arrays: SearchArrays | None = None
+        self._cache: dict[str, Any] = {}
         self._live: tuple[torch.Tensor | None] | None = None
         self._where: dict[str, torch.Tensor] = {}
         self._groups: torch.Tensor | None = None
+        self._retrievers: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | os.PathLike, *, mmap: bool = False, check_hashes: bool = True) -> "IndexSnapshot":
+        """The live generation of the index folder ``path`` (or a generation folder), validated."""
+        gen, manifest, arrays = open_generation(path, mmap=mmap, check_hashes=check_hashes)
+        try:
+            docs = DocStore.open(gen / DOCSTORE)
+            count = docs.count()
+        except Exception as exc:  # sqlite3.DatabaseError, ValueError
+            raise IndexFormatError(f"{gen / DOCSTORE}: unreadable document store ({exc})") from exc
+        if count != int(manifest["counts"]["passages"]):
+            docs.close()
+            raise IndexFormatError(f"{gen / DOCSTORE}: {count} passages, the manifest says {manifest['counts']['passages']}")
+        return cls(gen, manifest, arrays, docs, mmap=mmap)
+
+    # ------------------------------------------------------------------ contents
+    @property
+    def first_stages(self) -> dict[str, dict[str, Any]]:
+        """The stored first stages: name -> ``{"kind", "path", "passages", "settings"}``."""
+        return dict(self.manifest.get("first_stages") or {})
+
+    def first_stage(self, name: str, **load_options: Any) -> Any:
+        """The stored first stage ``name``, loaded on first use (memory-mapped when the snapshot is)."""
+        from colja.index.retrievers import load_stored
+
+        stages = self.first_stages
+        if name not in stages:
+            raise ValueError(
+                f"this index has no first stage named {name!r} (stored: {sorted(stages) or 'none'}); "
+                f"add one with index.add_first_stage({name!r}) or search with first_stage='plaid'")
+        found = self._retrievers.get(name)
+        if found is None:
+            with self._lock:
+                found = self._retrievers.get(name)
+                if found is None:
+                    found = load_stored(self.generation, stages[name], mmap=self.mmap, **load_options)
+                    self._retrievers[name] = found
+        return found
+
+    def loaded_first_stages(self) -> dict[str, Any]:
+        """The first stages already loaded (their encoders can be reused by the next generation)."""
+        with self._lock:
+            return dict(self._retrievers)
+
+    def keep_first_stage(self, name: str, retriever: Any) -> None:
+        """Hand an already loaded first stage to this snapshot (a write just built or extended it)."""
+        with self._lock:
+            self._retrievers[name] = retriever
+
+    def passage_vectors(self, pids: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decompressed vectors of ``pids``: ``(float32 [sum doclens, dim], doclens int64 [len(pids)])``."""
+        pids = torch.as_tensor(pids, dtype=torch.int64).reshape(-1)
+        rows, _, lens = kernels.token_rows(self.doc_offsets, pids)
+        if rows.numel() == 0:
+            return torch.empty((0, self.dim)), lens
+        return self.codec.decompress(self.codes[rows], self.residuals[rows]), lens
 
     # ------------------------------------------------------------------ derived, cached
-    def search_arrays(self) -> SearchArrays:
-        """What the PLAID stages read (built once per snapshot)."""
-        cached = self._search_arrays
-        if cached is not None:
-            return cached
+    def cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` computed once per snapshot under ``key`` (for layers above storage)."""
+        found = self._cache.get(key)
+        if found is not None:
+            return found
         with self._lock:
-            if self._search_arrays is None:
-                self._search_arrays = SearchArrays(
-                    centroids=self.centroids.float().contiguous(), codes=self.codes, residuals=self.residuals,
-                    norms=self.norms, bucket_weights=self.bucket_weights.float(), nbits=self.nbits,
-                    doc_offsets=self.doc_offsets, ivf=self.ivf, ivf_offsets=self.ivf_offsets)
-            return self._search_arrays
+            if key not in self._cache:
+                self._cache[key] = make()
+            return self._cache[key]
 
     def live_mask(self) -> torch.Tensor | None:
         """bool ``[num_passages]`` of live passages, or None when nothing is deleted."""
@@ -155,3 +217,7 @@ class IndexSnapshot:
         with self._lock:
             self._closed = True
         self.docs.close()
+
+    def __repr__(self) -> str:
+        return (f"IndexSnapshot({str(self.generation)!r}, passages={self.num_passages}, "
+                f"vectors={self.num_embeddings}, nbits={self.nbits})")

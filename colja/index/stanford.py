@@ -1,6 +1,6 @@
 """Convert a colbert-ai (Stanford) or RAGatouille index folder into a colja index.
 
-Reads the reference layout (``reference/colbert-anchors.md`` §1.5):
+Reads colbert-ai's index layout:
 ``metadata.json``, ``centroids.pt``, ``buckets.pt``, ``avg_residual.pt``,
 ``{i}.codes.pt``, ``{i}.residuals.pt``, ``doclens.{i}.json``,
 ``{i}.metadata.json`` and ``ivf.pid.pt`` (legacy ``ivf.pt`` or none: the IVF is
@@ -34,7 +34,9 @@ from colja.index.collection import as_text_collection, check_doc_ids
 from colja.index.docstore import DocStore, dump_metadata
 from colja.index.ivf import build_ivf
 from colja.index.settings import IndexSettings
-from colja.index.store import DOCSTORE, GenerationWriter, check_target, new_manifest
+from colja.index.snapshot import IndexSnapshot
+from colja.index.store import DOCSTORE, check_target, new_manifest
+from colja.index.writes import IndexWriter
 
 logger = logging.getLogger(__name__)
 
@@ -181,8 +183,8 @@ def _ragatouille_rows(folder: Path, n: int) -> tuple[list[str] | None, list[str]
 
 
 def import_stanford(source: str | Path, target: str | Path, *, model: Any = None, collection: Any = None,
-                    doc_ids: Any = None, overwrite: bool = False) -> Path:
-    """Write a colja index at ``target`` from the colbert-ai index at ``source``; returns the generation folder."""
+                    doc_ids: Any = None, overwrite: bool = False) -> "IndexSnapshot":
+    """Write a colja index at ``target`` from the colbert-ai index at ``source``; returns it opened."""
     stanford = StanfordIndex(source)
     n = stanford.num_passages
     rag_ids, rag_texts, rag_meta = _ragatouille_rows(stanford.folder, n)
@@ -192,7 +194,8 @@ def import_stanford(source: str | Path, target: str | Path, *, model: Any = None
     centroids16 = stanford.centroids.to(torch.float16)
     codec = ResidualCodec(centroids16.float(), stanford.bucket_cutoffs, stanford.bucket_weights, stanford.avg_residual, stanford.nbits)
     total = stanford.num_embeddings
-    with GenerationWriter(target) as writer:
+    with IndexWriter(target, new_index=True) as w:
+        writer = w.files
         codes_out = np.lib.format.open_memmap(writer.path("codes.npy"), mode="w+", dtype=np.int32, shape=(total,))
         res_out = np.lib.format.open_memmap(writer.path("residuals.npy"), mode="w+", dtype=np.uint8, shape=(total, codec.packed_dim))
         norms_out = np.lib.format.open_memmap(writer.path("norms.npy"), mode="w+", dtype=np.float32, shape=(total,))
@@ -244,6 +247,6 @@ def import_stanford(source: str | Path, target: str | Path, *, model: Any = None
                     "colbert_config": {k: stanford.config.get(k) for k in ("checkpoint", "nbits", "dim", "doc_maxlen", "query_maxlen", "kmeans_niters")},
                     "ragatouille": "RAGatouille" in stanford.metadata},
         )
-        gen = writer.commit(manifest)
+        snapshot = w.commit(manifest)
     logger.info("imported colbert-ai index %s -> %s (%d passages, %d vectors)", source, target, n, total)
-    return gen
+    return snapshot

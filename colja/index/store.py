@@ -225,6 +225,7 @@ class GenerationWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None or not self.committed:
             self.abort()
+        self._unlock()
 
     # ------------------------------------------------------------ files
 
@@ -261,8 +262,12 @@ class GenerationWriter:
 
     # ------------------------------------------------------------ commit
 
-    def commit(self, manifest: dict[str, Any]) -> Path:
-        """Checksum, write the manifest, rename into place, switch ``CURRENT``; returns the generation folder."""
+    def commit(self, manifest: dict[str, Any], *, keep_lock: bool = False) -> Path:
+        """Checksum, write the manifest, rename into place, switch ``CURRENT``; returns the generation folder.
+
+        The writer's lock is released, unless ``keep_lock`` (then at the context's exit): a caller
+        that opens the new generation first keeps other writers from replacing it meanwhile.
+        """
         files: dict[str, dict[str, Any]] = {}
         for child in sorted(self.dir.rglob("*")):
             rel = child.relative_to(self.dir).as_posix()
@@ -308,7 +313,8 @@ class GenerationWriter:
         self.committed = True
         fault_point("after_current")
         cleanup(self.root)
-        self._unlock()
+        if not keep_lock:
+            self._unlock()
         return final
 
     def abort(self) -> None:
@@ -348,7 +354,7 @@ def new_manifest(**fields: Any) -> dict[str, Any]:
     """The common manifest head (format, versions, time) plus ``fields``."""
     import torch
 
-    from colja import __version__
+    from colja._version import __version__
 
     head: dict[str, Any] = {
         "format": FORMAT,

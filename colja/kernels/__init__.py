@@ -50,8 +50,14 @@ __all__ = [
     "maxsim_packed_ref",
     "maxsim_dense",
     "maxsim_dense_ref",
+    "maxsim_dense_queries",
     "maxsim_decompress",
     "maxsim_decompress_ref",
+    "token_rows",
+    "lengths_to_offsets",
+    "query_rows",
+    "query_length",
+    "top_k",
     "MISSING_SCORE",
     "LUT_MAX_BYTES",
     "default_lut_max_bytes",
@@ -68,16 +74,51 @@ _I32, _I64, _U8, _F32, _F16, _BOOL = (
 
 
 # ---------------------------------------------------------------------------
-# helpers shared by the references
+# the scoring vocabulary: one rule each, used by every caller
 # ---------------------------------------------------------------------------
-def _segments(doc_offsets: torch.Tensor, pids: torch.Tensor):
-    """Token rows of ``pids`` (concatenated), the candidate index owning each, doclens."""
+def lengths_to_offsets(doclens) -> torch.Tensor:
+    """int64 ``[n+1]``: running sums of ``doclens`` starting at 0 (passage ``p`` owns
+    token rows ``offsets[p]:offsets[p+1]``)."""
+    lengths = torch.as_tensor(doclens, dtype=torch.int64).reshape(-1)
+    out = torch.zeros(lengths.numel() + 1, dtype=torch.int64, device=lengths.device)
+    if lengths.numel():
+        torch.cumsum(lengths, 0, out=out[1:])
+    return out
+
+
+def token_rows(doc_offsets: torch.Tensor, pids: torch.Tensor):
+    """Token rows of ``pids`` concatenated in the order of ``pids``, vectorised:
+    ``(rows int64 [T], owner int64 [T] = position in pids of each row, doclens int64 [len(pids)])``."""
     starts = doc_offsets[pids]
     lens = doc_offsets[pids + 1] - starts
     seg = torch.repeat_interleave(torch.arange(len(pids), device=pids.device), lens)
     first = torch.cumsum(lens, 0) - lens
     tok = starts[seg] + torch.arange(seg.numel(), device=pids.device) - first[seg]
     return tok, seg, lens
+
+
+def query_rows(Q: torch.Tensor) -> torch.Tensor:
+    """The rows of one query ``[Lq, dim]`` that score: all-zero rows (dynamic-length
+    padding) add nothing to a MaxSim score and are dropped."""
+    nonzero = Q.abs().sum(dim=-1) > 0
+    return Q if bool(nonzero.all()) else Q[nonzero]
+
+
+def query_length(Q: torch.Tensor) -> int:
+    """How many vectors of one query ``[Lq, dim]`` score (its non-zero rows); the
+    divisor of a normalised score."""
+    return int((Q.abs().sum(dim=-1) > 0).sum())
+
+
+def top_k(scores: torch.Tensor, pids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best ``k`` ``(scores, pids)`` by score descending, ties broken by the smaller
+    pid, deterministically (every ranking in colja goes through this)."""
+    if pids.numel() == 0:
+        return scores[:0], pids[:0]
+    order = torch.argsort(pids, stable=True)
+    scores, pids = scores[order], pids[order]
+    order = torch.argsort(scores, descending=True, stable=True)[:k]
+    return scores[order], pids[order]
 
 
 def _segment_max(scores: torch.Tensor, seg: torch.Tensor, m: int, init: float) -> torch.Tensor:
@@ -249,7 +290,7 @@ def vector_norms(
 def centroid_interaction_ref(centroid_scores_t, codes, doc_offsets, pids, keep=None):
     """PLAID approximate score: sum over k of max over the pid's kept codes of
     ``centroid_scores_t[code, k]``, each max starting from -9999."""
-    tok, seg, lens = _segments(doc_offsets, pids)
+    tok, seg, lens = token_rows(doc_offsets, pids)
     c = codes[tok].long()
     s = centroid_scores_t[c]
     if keep is not None:
@@ -282,10 +323,8 @@ def centroid_interaction(
 # 4. filter_candidates
 # ---------------------------------------------------------------------------
 def _top(pids, scores, k):
-    """Top ``k`` by score descending, ties -> smaller pid first."""
-    order = torch.argsort(pids, stable=True)
-    order = order[torch.argsort(scores[order], descending=True, stable=True)][:k]
-    return pids[order], scores[order]
+    scores, pids = top_k(scores, pids, k)
+    return pids, scores
 
 
 def filter_candidates_ref(centroid_scores_t, codes, doc_offsets, pids, keep, ndocs, nfinal):
@@ -332,7 +371,7 @@ def maxsim_packed_ref(Q, centroid_scores_t, codes, residuals, norms, bucket_weig
                       doc_offsets, pids):
     """Exact MaxSim against the decompressed vectors, from the packed codes:
     ``sum_k max_t (cst[code_t, k] + Q[k] . bucket_weights[b_t]) / norm_t``."""
-    tok, seg, lens = _segments(doc_offsets, pids)
+    tok, seg, lens = token_rows(doc_offsets, pids)
     r = _residual_values(residuals[tok], bucket_weights, nbits, Q.shape[1])
     s = (centroid_scores_t[codes[tok].long()] + r @ Q.T) / norms[tok, None].clamp_min(1e-12)
     return _maxsim_sum(s, seg, lens)
@@ -397,7 +436,7 @@ def maxsim_dense_ref(Q, D, doc_offsets, pids=None):
     """``sum_k max_t Q[k] . D[t]`` over each passage's rows of ``D`` (fp32 math)."""
     if pids is None:
         pids = torch.arange(doc_offsets.shape[0] - 1, device=doc_offsets.device)
-    tok, seg, lens = _segments(doc_offsets, pids)
+    tok, seg, lens = token_rows(doc_offsets, pids)
     return _maxsim_sum(D[tok].float() @ Q.T, seg, lens)
 
 
@@ -422,12 +461,26 @@ def maxsim_dense(
     return mod.maxsim_dense(Q, D, doc_offsets, pids)
 
 
+def maxsim_dense_queries(Q: torch.Tensor, D: torch.Tensor, doc_offsets: torch.Tensor, *,
+                         impl: str = "auto") -> torch.Tensor:
+    """float32 ``[n, n_docs]``: :func:`maxsim_dense` of every query of ``Q [n, Lq, dim]``
+    (each without its all-zero rows) against every passage of ``D``."""
+    if not isinstance(Q, torch.Tensor) or Q.dim() != 3:
+        raise ValueError(f"Q must be a [n, Lq, dim] tensor, got {getattr(Q, 'shape', type(Q).__name__)}")
+    out = torch.zeros((Q.shape[0], int(doc_offsets.numel()) - 1), dtype=torch.float32, device=Q.device)
+    for i in range(Q.shape[0]):
+        q = query_rows(Q[i].float()).contiguous()
+        if q.shape[0] and out.shape[1]:
+            out[i] = maxsim_dense(q, D, doc_offsets, impl=impl)
+    return out
+
+
 # ---------------------------------------------------------------------------
 # 7. maxsim_decompress (decompress + dot, the ColBERTv2 way)
 # ---------------------------------------------------------------------------
 def maxsim_decompress_ref(Q, codes, residuals, centroids, bucket_weights, nbits, doc_offsets, pids):
     """``maxsim_dense(Q, decompress_residuals(...))`` restricted to ``pids``."""
-    tok, seg, lens = _segments(doc_offsets, pids)
+    tok, seg, lens = token_rows(doc_offsets, pids)
     D = decompress_residuals_ref(codes[tok], residuals[tok], centroids, bucket_weights, nbits)
     return _maxsim_sum(D @ Q.T, seg, lens)
 
@@ -457,7 +510,7 @@ def maxsim_decompress(
     if mod is None:
         return maxsim_decompress_ref(Q, codes, residuals, centroids, bucket_weights, nbits, doc_offsets, pids)
     if name == "cuda":
-        tok, seg, lens = _segments(doc_offsets, pids)
+        tok, seg, lens = token_rows(doc_offsets, pids)
         D = mod.decompress_residuals(codes[tok].contiguous(), residuals[tok].contiguous(), centroids,
                                      bucket_weights, nbits)
         return _maxsim_sum(D @ Q.T, seg, lens)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import warnings
@@ -13,6 +12,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from colja import kernels
+from colja._atomic import write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
 from colja.errors import ModelLoadError, TruncationWarning
@@ -169,9 +170,9 @@ class ColBERT(nn.Module):
         save_file(state, str(tmp), metadata={"format": "pt"})
         _match_umask(tmp)
         os.replace(tmp, path / "model.safetensors")
-        _write_json(path / "config.json", config)
+        write_json(path / "config.json", config, indent=4)
         self.tokenizer.save_pretrained(str(path))
-        _write_json(path / "artifact.metadata", self.settings.to_artifact_metadata())
+        write_json(path / "artifact.metadata", self.settings.to_artifact_metadata(), indent=4)
         stale = path / "pytorch_model.bin"
         if stale.exists():
             stale.unlink()
@@ -313,18 +314,13 @@ class ColBERT(nn.Module):
     # ------------------------------------------------------------------ scoring
     @torch.inference_mode()
     def score(self, queries: list[str], documents: list[str], *, batch_size: int = 32) -> torch.Tensor:
-        """MaxSim scores ``float32 [n_queries, n_documents]`` (Σ_q max_d q·d)."""
-        from colja.search.maxsim import maxsim_matrix
+        """MaxSim scores ``float32 [n_queries, n_documents]`` (Σ_q max_d q·d).
 
+        To rank passages for a query (RAG reranking) use :func:`colja.rerank`.
+        """
         Q = self.encode_queries(queries, batch_size=batch_size)
-        D = self.encode_documents(documents, batch_size=batch_size)
-        return maxsim_matrix(Q, D)
-
-    def rerank(self, query: str, passages: list[str], *, k: int | None = None, batch_size: int = 32):
-        """Sort ``passages`` by MaxSim against ``query`` (see :func:`colja.rerank`)."""
-        from colja.search.rerank import rerank
-
-        return rerank(query, passages, k=k, model=self, batch_size=batch_size)
+        D, doclens = self.encode_documents(documents, batch_size=batch_size, return_flat=True)
+        return kernels.maxsim_dense_queries(Q, D, kernels.lengths_to_offsets(doclens))
 
     def __repr__(self) -> str:
         return (f"ColBERT(name_or_path={self.name_or_path!r}, backbone={type(self.bert).__name__}, "
@@ -341,13 +337,6 @@ def _match_umask(path: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(path, 0o666 & ~umask)
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=4, ensure_ascii=False)
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager

@@ -1,6 +1,6 @@
 """PLAID candidate generation and scoring, as pure stage functions.
 
-Stages (Santhanam et al. 2022; ``colbert-anchors.md`` §1.6):
+Stages (Santhanam et al. 2022, "PLAID: an efficient engine for late interaction retrieval"):
 
 1. ``centroid_scores``: S = centroids · Qᵀ, kept transposed as ``[C, Lq]``;
 2. ``candidate_pids``: the top ``ncells`` centroids of every query vector, the
@@ -18,6 +18,7 @@ fewer, the search widens and, at worst, scores every allowed passage exactly.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -44,6 +45,14 @@ class SearchArrays:
     doc_offsets: torch.Tensor
     ivf: torch.Tensor
     ivf_offsets: torch.Tensor
+
+    @classmethod
+    def of(cls, snapshot: Any) -> "SearchArrays":
+        """The arrays of an :class:`~colja.index.snapshot.IndexSnapshot`, built once per snapshot."""
+        return snapshot.cached("plaid.arrays", lambda: cls(
+            centroids=snapshot.centroids.float().contiguous(), codes=snapshot.codes, residuals=snapshot.residuals,
+            norms=snapshot.norms, bucket_weights=snapshot.bucket_weights.float(), nbits=snapshot.nbits,
+            doc_offsets=snapshot.doc_offsets, ivf=snapshot.ivf, ivf_offsets=snapshot.ivf_offsets))
 
     @property
     def num_passages(self) -> int:
@@ -82,26 +91,10 @@ def _sorted_unique(ids: torch.Tensor, size: int) -> torch.Tensor:
     return marked.nonzero().flatten()
 
 
-def drop_zero_rows(Q: torch.Tensor) -> torch.Tensor:
-    """Query vectors that are all zeros (dynamic-length padding) score nothing: drop them."""
-    nonzero = Q.abs().sum(dim=1) > 0
-    return Q if bool(nonzero.all()) else Q[nonzero]
-
-
 def exact_scores(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor) -> torch.Tensor:
     """Exact MaxSim of ``pids`` on their compressed vectors, float32 [len(pids)]."""
     return kernels.maxsim_packed(Q, scores_t, arrays.codes, arrays.residuals, arrays.norms, arrays.bucket_weights,
                                  arrays.nbits, arrays.doc_offsets, pids)
-
-
-def top_k(scores: torch.Tensor, pids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Best ``k`` by score (descending), ties broken by the smaller pid, deterministically."""
-    if pids.numel() == 0:
-        return scores[:0], pids[:0]
-    order = torch.argsort(pids, stable=True)
-    scores, pids = scores[order], pids[order]
-    order = torch.argsort(scores, descending=True, stable=True)[:k]
-    return scores[order], pids[order]
 
 
 def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,
@@ -111,7 +104,7 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
     ``allowed`` (bool [num_passages]) restricts the result to some passages
     (deletions, metadata filters). ``settings`` must be resolved.
     """
-    Q = drop_zero_rows(Q.float().contiguous())
+    Q = kernels.query_rows(Q.float()).contiguous()
     n_allowed = arrays.num_passages if allowed is None else int(allowed.sum())
     k = min(k, n_allowed)
     if k <= 0 or Q.shape[0] == 0:
@@ -136,14 +129,14 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
     survivors, _ = kernels.filter_candidates(scores_t, arrays.codes, arrays.doc_offsets, pids, keep,
                                               max(settings.ndocs, nfinal), nfinal)
     scores = exact_scores(Q, scores_t, arrays, survivors)
-    return top_k(scores, survivors, k)
+    return kernels.top_k(scores, survivors, k)
 
 
 def _exhaustive(Q, scores_t, arrays: SearchArrays, k: int, allowed: torch.Tensor | None):
     pids = torch.arange(arrays.num_passages, dtype=torch.long)
     if allowed is not None:
         pids = pids[allowed]
-    return top_k(exact_scores(Q, scores_t, arrays, pids), pids, k)
+    return kernels.top_k(exact_scores(Q, scores_t, arrays, pids), pids, k)
 
 
 def _empty() -> tuple[torch.Tensor, torch.Tensor]:

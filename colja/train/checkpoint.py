@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from colja._atomic import atomic_folder, write_json
 from colja.errors import CheckpointError
 
 logger = logging.getLogger(__name__)
@@ -165,17 +166,21 @@ def resolve_resume(resume: str | os.PathLike | bool | None, root: str | os.PathL
 def save_checkpoint(folder: Path, *, model, optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any],
                     rng_states: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> Path:
     """Write a complete checkpoint to ``folder`` (atomically); ``rng_states`` has one entry per rank."""
-    from safetensors.torch import save_file
 
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = folder.with_name(f".{folder.name}.tmp")
-    if tmp.exists():
-        shutil.rmtree(tmp)
+    with atomic_folder(folder) as tmp:
+        _write_checkpoint(tmp, model=model, optimizer=optimizer, trainer_state=trainer_state, rng_states=rng_states)
+    return folder
+
+
+def _write_checkpoint(tmp: Path, *, model, optimizer: torch.optim.Optimizer, trainer_state: dict[str, Any],
+                      rng_states: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
+    from safetensors.torch import save_file
+
     model.save_pretrained(tmp)
     tensors, structure = flatten_optimizer_state(optimizer.state_dict())
     save_file(tensors, str(tmp / "optimizer.safetensors"))
-    _write_json(tmp / "optimizer.json", structure)
+    write_json(tmp / "optimizer.json", structure)
     rng_tensors: dict[str, torch.Tensor] = {}
     rng_info = []
     for rank, (t, info) in enumerate(rng_states):
@@ -183,11 +188,7 @@ def save_checkpoint(folder: Path, *, model, optimizer: torch.optim.Optimizer, tr
         rng_info.append(info)
     save_file(rng_tensors, str(tmp / "rng.safetensors"))
     state = {"format": FORMAT, "format_version": FORMAT_VERSION, **trainer_state, "rng": rng_info}
-    _write_json(tmp / STATE_FILE, state)
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
-    return folder
+    write_json(tmp / STATE_FILE, state)
 
 
 def read_state(folder: Path) -> dict[str, Any]:
@@ -253,6 +254,3 @@ def prune_checkpoints(root: str | os.PathLike, keep: int | None) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_json(path: Path, data: Any) -> None:
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2, ensure_ascii=False)

@@ -105,7 +105,7 @@ def _index_search(index: Any, corpus_ids: set[str]) -> Callable:
         raise ValueError("method='index' needs index= (a colja index folder); or use method='bm25'")
     if isinstance(index, (str, os.PathLike)):
         try:
-            from colja.index.index import Index
+            from colja.searchable.index import Index
         except ImportError as e:
             raise MiningError(f"method='index' needs colja.Index, which this installation cannot import ({e}); "
                               "use method='bm25'") from e

@@ -63,7 +63,7 @@ def test_metrics_equal_evaluating_each_system_by_hand(small_beir, _fixture_model
         expected = evaluate({q: [h.doc_id for h in hs] for q, hs in zip(qids, hits)}, small_beir.qrels)
         assert {m: v for m, v in results[system].items() if m != "ms_per_query"} == pytest.approx(expected)
         assert results[system]["ms_per_query"] > 0
-    ids = index.docs.all_doc_ids()
+    ids = index._snapshot.docs.all_doc_ids()
     bm25_hits = index.first_stage("bm25").search_batch(queries, 10)
     expected = evaluate({q: [ids[p] for p in h.pids] for q, h in zip(qids, bm25_hits)}, small_beir.qrels)
     assert {m: v for m, v in results["bm25"].items() if m != "ms_per_query"} == pytest.approx(expected)
@@ -96,7 +96,7 @@ def test_reranking_set(_fixture_model):
     from colja import rerank
 
     results = evaluate_reranking(rows, model=_fixture_model)
-    reranked = {f"q{i}": [r["candidates"][h.index]["id"] for h in rerank(r["query"], [c["text"] for c in r["candidates"]],
+    reranked = {f"q{i}": [r["candidates"][h.pid]["id"] for h in rerank(r["query"], [c["text"] for c in r["candidates"]],
                                                                           model=_fixture_model)]
                 for i, r in enumerate(rows)}
     qrels = {f"q{i}": {c["id"]: c["label"] for c in r["candidates"]} for i, r in enumerate(rows)}

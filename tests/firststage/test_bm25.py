@@ -15,7 +15,7 @@ from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError
 pytest.importorskip("bm25s")
 
 from colja.eval import evaluate, load_beir  # noqa: E402
-from colja.firststage import BM25Hits, BM25Retriever, passage_text  # noqa: E402
+from colja.firststage import Ranking, BM25Retriever, passage_text  # noqa: E402
 
 SHARED = Path(os.environ.get("COLJA_SHARED", Path(__file__).resolve().parents[2].parent / "shared"))
 DATA = SHARED / "data"
@@ -74,7 +74,7 @@ def test_reproduces_reference_bm25_large():
 # --------------------------------------------------------------------- search
 def test_search_basics(bm25: BM25Retriever):
     hits = bm25.search("日本の首都は？", k=3)
-    assert isinstance(hits, BM25Hits)
+    assert isinstance(hits, Ranking)
     assert hits.pids.dtype == np.int64 and hits.scores.dtype == np.float32
     assert hits.pids.tolist()[:2] == [0, 7]  # identical docs tie: lower pid first
     assert hits.scores[0] == hits.scores[1]

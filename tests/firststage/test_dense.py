@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError, MissingDependencyError, ModelLoadError
-from colja.firststage import DenseRetriever, FirstStage, Hits, StaticRetriever, load_first_stage
+from colja.firststage import DenseRetriever, FirstStage, Ranking, StaticRetriever, load_first_stage
 from colja.firststage.dense import hub_id_of, resolve_prefixes
 
 DOCS = [
@@ -51,7 +51,7 @@ def test_queries_equal_to_passages_find_them(dense: DenseRetriever):
     assert len(dense) == len(DOCS) and dense.dim == 32 and dense.kind == "flat"
     for pid, text in enumerate(DOCS):
         hits = dense.search(text, k=3)
-        assert isinstance(hits, Hits)
+        assert isinstance(hits, Ranking)
         assert hits.pids.dtype == np.int64 and hits.scores.dtype == np.float32
         assert hits.pids[0] == pid and hits.scores[0] == pytest.approx(1.0, abs=1e-5)
         assert np.all(np.diff(hits.scores) <= 0)

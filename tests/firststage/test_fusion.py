@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from colja.firststage import FIRST_STAGES, FirstStage, Hits, first_stage_class, reciprocal_rank_fusion
+from colja.firststage import FIRST_STAGES, FirstStage, Ranking, first_stage_class, reciprocal_rank_fusion
 
 
 def _reference(rankings, k=60, weights=None) -> dict[int, float]:
@@ -24,7 +24,7 @@ def _reference(rankings, k=60, weights=None) -> dict[int, float]:
 
 def test_hand_computed_values():
     hits = reciprocal_rank_fusion([np.array([3, 1, 2]), np.array([1, 2])])
-    assert isinstance(hits, Hits) and hits.pids.dtype == np.int64 and hits.scores.dtype == np.float32
+    assert isinstance(hits, Ranking) and hits.pids.dtype == np.int64 and hits.scores.dtype == np.float32
     assert hits.pids.tolist() == [1, 2, 3]
     np.testing.assert_allclose(hits.scores, [1 / 62 + 1 / 61, 1 / 63 + 1 / 62, 1 / 61], rtol=1e-6)
 
@@ -67,7 +67,7 @@ def test_deterministic_and_equal_to_the_formula():
 
 
 def test_padding_duplicates_hits_and_empty_inputs():
-    hits = reciprocal_rank_fusion([Hits(np.array([4, -1, -1]), np.zeros(3, np.float32)), np.array([2, 2, 4])])
+    hits = reciprocal_rank_fusion([Ranking(np.array([4, -1, -1]), np.zeros(3, np.float32)), np.array([2, 2, 4])])
     assert hits.pids.tolist() == [4, 2]  # -1 skipped, the second 2 ignored: 1/61 + 1/63 beats 1/61
     np.testing.assert_allclose(hits.scores, [1 / 61 + 1 / 63, 1 / 61], rtol=1e-6)
     for empty in ([], [np.empty(0, np.int64)], [[-1, -1]]):

@@ -128,7 +128,9 @@ def test_deleted_passages_never_come_from_a_first_stage(bm25_index, rows, monkey
     mask[top[0].pid] = True
     import torch
 
-    monkeypatch.setattr(type(bm25_index), "_allowed_mask", lambda self: torch.from_numpy(~mask))
+    from colja.index.snapshot import IndexSnapshot
+
+    monkeypatch.setattr(IndexSnapshot, "allowed", lambda self, where=None: torch.from_numpy(~mask))
     after = bm25_index.search(query, k=3, first_stage="bm25")
     assert top[0].pid not in [h.pid for h in after] and len(after) == 3
     assert [h.pid for h in after][:2] == [h.pid for h in top][1:3]

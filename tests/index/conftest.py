@@ -23,7 +23,7 @@ def docs_small() -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def built_small(tmp_path_factory, docs_small):
     """A small 2-bit index built once per session (read-only for tests)."""
-    from colja.index.index import Index
+    from colja import Index
 
     path = tmp_path_factory.mktemp("built") / "idx"
     texts = [f"passage {i}" for i in range(len(docs_small))]

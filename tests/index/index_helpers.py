@@ -59,6 +59,14 @@ class FakeModel:
         g = torch.Generator().manual_seed(seed)
         return torch.nn.functional.normalize(torch.randn(self.dim, generator=g), dim=0)
 
+    def encode_queries(self, texts, batch_size=32, **_):
+        """Like a query: [Q], its characters, padded with zero rows to 32 vectors."""
+        out = torch.zeros((len(texts), 32, self.dim))
+        for i, text in enumerate(texts):
+            tokens = ["[CLS]", "[Q]"] + list(text)[:29] + ["[SEP]"]
+            out[i, : len(tokens)] = torch.stack([self._vector(t) for t in tokens])
+        return out
+
     def encode_documents(self, texts, batch_size=32, show_progress=None, return_flat=False, **_):
         self.calls += 1
         self.max_texts = max(self.max_texts, len(texts))

@@ -10,7 +10,8 @@ import torch
 from .index_helpers import FakeModel, clustered_docs, exact_maxsim, snapshot
 
 from colja.errors import CollectionError, IndexExistsError
-from colja.index.index import DEFAULT_MODEL, Index, default_root
+from colja import Index
+from colja.searchable.index import DEFAULT_MODEL, default_root
 from colja.index.settings import IndexSettings
 
 
@@ -18,21 +19,21 @@ def test_from_embeddings_round_trip(tmp_path, docs_small):
     index = Index.from_embeddings(docs_small, tmp_path / "i", doc_ids=[f"x{i}" for i in range(120)],
                                   texts=[f"t{i}" for i in range(120)], metadata=[{"n": i} for i in range(120)])
     assert index.num_passages == 120
-    assert index.doclens.tolist() == [d.shape[0] for d in docs_small]
-    assert index.docs.get([3]) == [("x3", "t3", {"n": 3})]
-    assert index.docs.pids_for(["x119"]) == [119]
+    assert index._snapshot.doclens.tolist() == [d.shape[0] for d in docs_small]
+    assert index._snapshot.docs.get([3]) == [("x3", "t3", {"n": 3})]
+    assert index._snapshot.docs.pids_for(["x119"]) == [119]
     vectors, lens = index.passage_vectors([0, 5])
     orig = torch.from_numpy(np.concatenate([docs_small[0], docs_small[5]]))
     assert lens.tolist() == [docs_small[0].shape[0], docs_small[5].shape[0]]
     assert (vectors * orig).sum(1).mean() > 0.97
     # the IVF lists exactly the passages with a vector at each centroid
-    pid_of = torch.repeat_interleave(torch.arange(120), index.doclens)
-    for c in range(0, index.centroids.shape[0], 37):
-        lst = index.ivf[index.ivf_offsets[c] : index.ivf_offsets[c + 1]]
-        assert lst.tolist() == torch.unique(pid_of[index.codes == c]).tolist()
+    pid_of = torch.repeat_interleave(torch.arange(120), index._snapshot.doclens)
+    for c in range(0, index._snapshot.centroids.shape[0], 37):
+        lst = index._snapshot.ivf[index._snapshot.ivf_offsets[c] : index._snapshot.ivf_offsets[c + 1]]
+        assert lst.tolist() == torch.unique(pid_of[index._snapshot.codes == c]).tolist()
     # norms are the pre-normalisation lengths
-    raw = index.codec.decompress(index.codes, index.residuals, normalize=False)
-    torch.testing.assert_close(index.norms, raw.norm(dim=1))
+    raw = index._snapshot.codec.decompress(index._snapshot.codes, index._snapshot.residuals, normalize=False)
+    torch.testing.assert_close(index._snapshot.norms, raw.norm(dim=1))
     assert index.manifest["model"] is None and index.manifest["source"]["kind"] == "from_embeddings"
     index.close()
 
@@ -40,7 +41,7 @@ def test_from_embeddings_round_trip(tmp_path, docs_small):
 @pytest.mark.parametrize("nbits", [1, 4])
 def test_nbits_and_settings_recorded(tmp_path, docs_small, nbits):
     index = Index.from_embeddings(docs_small, tmp_path / "i", nbits=nbits, kmeans_niters=2)
-    assert index.nbits == nbits and index.residuals.shape[1] == 128 * nbits // 8
+    assert index.nbits == nbits and index._snapshot.residuals.shape[1] == 128 * nbits // 8
     assert index.manifest["settings"]["nbits"] == nbits and index.manifest["settings"]["kmeans_niters"] == 2
     assert index.stats()["compressed_bytes_per_vector"] == 4 + 16 * nbits + 4
     index.close()
@@ -50,7 +51,7 @@ def test_chunking_and_tensors_vs_arrays_do_not_change_the_index(tmp_path, docs_s
     a = Index.from_embeddings(docs_small, tmp_path / "a", chunk_passages=7)
     b = Index.from_embeddings([torch.from_numpy(d) for d in docs_small], tmp_path / "b", chunk_passages=1000)
     for name in ("centroids", "codes", "residuals", "norms", "ivf", "ivf_lengths", "doclens", "bucket_weights"):
-        assert torch.equal(getattr(a, name), getattr(b, name)), name
+        assert torch.equal(getattr(a._snapshot, name), getattr(b._snapshot, name)), name
     a.close()
     b.close()
 
@@ -61,15 +62,15 @@ def test_build_with_a_model_and_sample_reuse(tmp_path):
     index = Index.build(texts, tmp_path / "m", model=model, sample_passages=25, chunk_passages=16,
                         metadata=[{"i": i} for i in range(60)])
     assert index.model is model
-    assert index.docs.get([59]) == [("59", texts[59], {"i": 59})]
+    assert index._snapshot.docs.get([59]) == [("59", texts[59], {"i": 59})]
     assert index.manifest["model"]["name_or_path"] == "fake/model"
     assert index.manifest["model"]["settings"] == {"dim": 128, "doc_maxlen": 64, "kind": "fake"}
     expected = [model.encode_documents([t])[0] for t in texts]
-    assert index.doclens.tolist() == [e.shape[0] for e in expected]
+    assert index._snapshot.doclens.tolist() == [e.shape[0] for e in expected]
     # the same vectors through from_embeddings give the same index (sample vectors were reused exactly)
     ref = Index.from_embeddings(expected, tmp_path / "e", sample_passages=25, chunk_passages=16)
     for name in ("centroids", "codes", "residuals", "ivf"):
-        assert torch.equal(getattr(index, name), getattr(ref, name)), name
+        assert torch.equal(getattr(index._snapshot, name), getattr(ref._snapshot, name)), name
     index.close()
     ref.close()
 
@@ -80,8 +81,8 @@ def test_build_from_iterable_and_dataset(tmp_path):
     a = Index.build((t for t in texts), tmp_path / "gen", model=FakeModel())
     ds = datasets.Dataset.from_dict({"body": texts, "other": list(range(30))})
     b = Index.build(ds, tmp_path / "ds", model=FakeModel(), text_column="body")
-    assert torch.equal(a.codes, b.codes)
-    assert b.docs.get([7]) == [("7", texts[7], None)]
+    assert torch.equal(a._snapshot.codes, b._snapshot.codes)
+    assert b._snapshot.docs.get([7]) == [("7", texts[7], None)]
     with pytest.raises(CollectionError, match="no column 'text'"):
         Index.build(ds, tmp_path / "bad", model=FakeModel())
     with pytest.raises(CollectionError, match="must hold strings"):
@@ -111,11 +112,11 @@ def test_default_root_name_and_env(tmp_path, docs_small, monkeypatch):
 
 def test_tiny_collections(tmp_path):
     one = Index.from_embeddings([np.ones((1, 128), np.float32) / np.sqrt(128)], tmp_path / "one")
-    assert one.num_embeddings == 1 and one.centroids.shape[0] == 1
+    assert one.num_embeddings == 1 and one._snapshot.centroids.shape[0] == 1
     few = Index.from_embeddings(clustered_docs(n_docs=3, min_len=1, max_len=3, seed=2), tmp_path / "few")
-    assert few.centroids.shape[0] <= few.num_embeddings
+    assert few._snapshot.centroids.shape[0] <= few.num_embeddings
     with_empty = Index.from_embeddings([np.zeros((0, 128), np.float32), np.ones((2, 128), np.float32)], tmp_path / "e")
-    assert with_empty.doclens.tolist() == [0, 2]
+    assert with_empty._snapshot.doclens.tolist() == [0, 2]
     v, lens = with_empty.passage_vectors([0])
     assert v.shape == (0, 128) and lens.tolist() == [0]
     for i in (one, few, with_empty):

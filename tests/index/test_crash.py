@@ -21,12 +21,12 @@ import torch
 from .index_helpers import REPO, clustered_docs, exact_maxsim, save_docs_npz
 
 from colja.errors import IndexNotFoundError
-from colja.index.index import Index
+from colja import Index
 
 SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np
-    from colja.index.index import Index
+    from colja import Index
     data = np.load(sys.argv[1])
     docs = np.split(data["flat"], np.cumsum(data["doclens"])[:-1])
     Index.from_embeddings(docs, sys.argv[2], overwrite=True, chunk_passages=20, texts=[f"new {i}" for i in range(len(docs))])
@@ -66,12 +66,12 @@ def fingerprint(path):
     """Arrays, docs and a few exhaustive decompressed MaxSim scores of the index at ``path``."""
     index = Index.load(path)
     try:
-        arrays = {n: getattr(index, n).clone() for n in ("centroids", "codes", "residuals", "norms", "doclens", "ivf")}
+        arrays = {n: getattr(index._snapshot, n).clone() for n in ("centroids", "codes", "residuals", "norms", "doclens", "ivf")}
         docs = [index.passage_vectors([p])[0] for p in range(index.num_passages)]
         g = torch.Generator().manual_seed(0)
         Q = torch.nn.functional.normalize(torch.randn(3, 8, index.dim, generator=g), dim=-1)
         scores = exact_maxsim(Q.reshape(-1, index.dim)[None], docs)
-        return arrays, index.docs.get([0, index.num_passages - 1]), scores
+        return arrays, index._snapshot.docs.get([0, index.num_passages - 1]), scores
     finally:
         index.close()
 
@@ -111,7 +111,7 @@ def test_killed_after_switch_is_the_new_index(tmp_path, data_file):
     Index.from_embeddings(clustered_docs(n_docs=40, seed=8), path).close()
     assert run_build(data_file, path, "after_current") == -signal.SIGKILL
     index = Index.load(path)  # complete and current; the old generation may linger
-    assert index.num_passages == 70 and index.docs.get([1]) == [("1", "new 1", None)]
+    assert index.num_passages == 70 and index._snapshot.docs.get([1]) == [("1", "new 1", None)]
     index.close()
 
 

@@ -8,7 +8,7 @@ import torch
 
 from colja.errors import FilterError
 from colja.index.filters import compile_where, json_path
-from colja.index.index import Index
+from colja import Index
 
 from .index_helpers import clustered_docs
 
@@ -134,7 +134,8 @@ CASES = [
 @pytest.mark.parametrize("where", CASES, ids=[str(c) for c in CASES])
 def test_filters_match_the_documented_semantics(filtered, where):
     index, docs = filtered
-    mask = index._allowed_mask(where) if where else index._allowed_mask()
+    with index.snapshot() as snapshot:
+        mask = snapshot.allowed(where)
     expected = {i for i in range(N) if i not in (2, 3) and _match(_meta(i), where)}
     got = set(np.flatnonzero(mask.numpy()).tolist()) if mask is not None else set(range(N))
     assert got == expected
@@ -168,7 +169,8 @@ def test_where_is_passed_through_text_search(tmp_path, _fixture_model):
 def test_values_are_parameters_not_sql(filtered):
     index, _ = filtered
     evil = "wiki' OR 1=1 --"
-    assert not bool(index._allowed_mask({"source": evil}).any())
+    with index.snapshot() as snapshot:
+        assert not bool(snapshot.allowed({"source": evil}).any())
     sql, params = compile_where({"source": evil, "a.b": {"$in": [1, "x"]}})
     assert evil not in sql and evil in params and "'x'" not in sql
 

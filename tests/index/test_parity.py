@@ -19,7 +19,7 @@ import torch
 from .index_helpers import FIXTURE_MODEL, JSQUAD_CORPUS, REFERENCE_INDEX
 
 from colja.index.codec import ResidualCodec
-from colja.index.index import Index
+from colja import Index
 
 # the fixture corpus is longer than the tiny model's doc_maxlen=64, as it was for the reference
 pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
@@ -80,15 +80,15 @@ def test_import_stanford_gives_the_same_arrays(tmp_path):
     index = Index.import_stanford(REFERENCE_INDEX / "stanford-index", tmp_path / "imported", model=str(FIXTURE_MODEL))
     for name in ("codes", "residuals", "doclens", "ivf_lengths", "bucket_cutoffs", "bucket_weights"):
         ref = np.load(REFERENCE_INDEX / f"{name}.npy")
-        assert np.array_equal(getattr(index, name).numpy(), ref.astype(getattr(index, name).numpy().dtype)), name
-    np.testing.assert_array_equal(index.centroids.float().numpy(), np.load(REFERENCE_INDEX / "centroids.npy"))
+        assert np.array_equal(getattr(index._snapshot, name).numpy(), ref.astype(getattr(index._snapshot, name).numpy().dtype)), name
+    np.testing.assert_array_equal(index._snapshot.centroids.float().numpy(), np.load(REFERENCE_INDEX / "centroids.npy"))
     ref_ivf = np.load(REFERENCE_INDEX / "ivf.npy")
-    np.testing.assert_array_equal(index.ivf.numpy(), ref_ivf[: int(index.ivf_lengths.sum())])
-    assert index.avg_residual == pytest.approx(float(np.load(REFERENCE_INDEX / "avg_residual.npy")))
-    torch.testing.assert_close(index.norms, index.codec.decompress(index.codes, index.residuals, normalize=False).norm(dim=1))
+    np.testing.assert_array_equal(index._snapshot.ivf.numpy(), ref_ivf[: int(index._snapshot.ivf_lengths.sum())])
+    assert index._snapshot.avg_residual == pytest.approx(float(np.load(REFERENCE_INDEX / "avg_residual.npy")))
+    torch.testing.assert_close(index._snapshot.norms, index._snapshot.codec.decompress(index._snapshot.codes, index._snapshot.residuals, normalize=False).norm(dim=1))
     assert index.manifest["source"]["kind"] == "import_stanford"
     assert index.manifest["model"]["name_or_path"] == str(FIXTURE_MODEL)
-    assert index.docs.get([0]) == [("0", "", None)]
+    assert index._snapshot.docs.get([0]) == [("0", "", None)]
     index.close()
 
 
@@ -106,7 +106,7 @@ def test_import_stanford_ragatouille_maps_and_collection(tmp_path):
     (src / "docid_metadata_map.json").write_text(json.dumps({doc_ids[2]: {"source": "wiki"}}))
     (src.parent / "collection.json").write_text(json.dumps([f"passage {p}" for p in range(n)]))  # beside the index
     index = Index.import_stanford(src, tmp_path / "out")
-    assert index.docs.get([0, 1, 2]) == [(f"{doc_ids[0]}#0", "passage 0", None), (f"{doc_ids[0]}#1", "passage 1", None),
+    assert index._snapshot.docs.get([0, 1, 2]) == [(f"{doc_ids[0]}#0", "passage 0", None), (f"{doc_ids[0]}#1", "passage 1", None),
                                          (doc_ids[2], "passage 2", {"source": "wiki"})]
     assert index.manifest["model"]["name_or_path"] == "colja-fixture"  # the checkpoint named in metadata.json
     index.close()
@@ -115,7 +115,7 @@ def test_import_stanford_ragatouille_maps_and_collection(tmp_path):
     tsv.write_text("".join(f"{p}\tdoc text {p}\n" for p in range(n)), encoding="utf-8")
     index = Index.import_stanford(REFERENCE_INDEX / "stanford-index", tmp_path / "out2", collection=tsv,
                                   doc_ids=[f"id-{p}" for p in range(n)])
-    assert index.docs.get([5]) == [("id-5", "doc text 5", None)]
+    assert index._snapshot.docs.get([5]) == [("id-5", "doc text 5", None)]
     index.close()
 
 
@@ -149,7 +149,7 @@ def test_build_with_the_fixture_model(tmp_path, fixture_model, corpus_texts):
     assert index.manifest["model"]["name_or_path"] == str(FIXTURE_MODEL)
     assert index.manifest["model"]["settings"]["doc_maxlen"] == 64
     vectors, doclens = fixture_model.encode_documents(texts, return_flat=True)
-    assert index.doclens.tolist() == doclens.tolist()
+    assert index._snapshot.doclens.tolist() == doclens.tolist()
     dec, _ = index.passage_vectors(range(80))
     assert (dec * vectors.half().float()).sum(1).mean() > 0.95
     index.close()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from colja.errors import CollectionError
-from colja.index.index import Index
+from colja import Index
 from tests.conftest import DATA
 
 pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
@@ -43,7 +43,7 @@ def test_passages_carry_parent_and_span(split_index, long_docs, _fixture_model):
     index = split_index
     assert index.num_passages > 2 * len(texts)
     pids = list(range(index.num_passages))
-    records = index.docs.records(pids)
+    records = index._snapshot.docs.records(pids)
     per_parent = defaultdict(list)
     for r in records:
         parent = texts[titles.index(r.parent_id)]
@@ -74,7 +74,7 @@ def test_group_by_doc_returns_the_best_passage_per_document(split_index, long_do
             assert len({h.parent_id for h in hits}) == len(hits)
             best: dict[str, int] = {}
             for pid in every.pids[i]:  # the first passage of each parent in the full exact ranking
-                best.setdefault(index.docs.records([int(pid)])[0].parent_id, int(pid))
+                best.setdefault(index._snapshot.docs.records([int(pid)])[0].parent_id, int(pid))
             assert [h.pid for h in hits] == list(best.values())[:k]
     # PLAID (not exhaustive) and text search group the same way
     hits = index.search(queries[0], k=4, group_by_doc=True)
@@ -87,7 +87,7 @@ def test_writes_on_split_documents(split_index, long_docs, _fixture_model, tmp_p
     titles, texts = long_docs
     index = Index.build(texts[:4], tmp_path / "idx", model=_fixture_model, doc_ids=titles[:4], split=True,
                         max_tokens=MAX_TOKENS)
-    n_first = len(index.docs.live_pids_by_id([titles[0]])[titles[0]])
+    n_first = len(index._snapshot.docs.live_pids_by_id([titles[0]])[titles[0]])
     assert n_first > 1
     # deleting a parent id deletes every passage of it
     assert index.delete([titles[0]]) == n_first
@@ -101,8 +101,8 @@ def test_writes_on_split_documents(split_index, long_docs, _fixture_model, tmp_p
     before = index.num_passages
     ids = index.add([texts[6], "短い文書です。"], split=True, max_tokens=MAX_TOKENS, metadata=[{"x": 1}, None])
     assert ids == [str(before), str(before + 1)]
-    short = index.docs.live_pids_by_id([ids[1]])[ids[1]]
-    assert index.docs.records(short)[0].doc_id == f"{ids[1]}#0" and index.docs.records(short)[0].span == (0, 7)
+    short = index._snapshot.docs.live_pids_by_id([ids[1]])[ids[1]]
+    assert index._snapshot.docs.records(short)[0].doc_id == f"{ids[1]}#0" and index._snapshot.docs.records(short)[0].span == (0, 7)
     with pytest.raises(CollectionError, match="already in the index"):
         index.add(["x"], [titles[2]])
     with pytest.raises(CollectionError, match="already in the index"):
@@ -119,7 +119,7 @@ def test_writes_on_split_documents(split_index, long_docs, _fixture_model, tmp_p
 def test_split_with_default_ids(tmp_path, _fixture_model, long_docs):
     _, texts = long_docs
     index = Index.build(texts[:2], tmp_path / "idx", model=_fixture_model, split=True, max_tokens=MAX_TOKENS)
-    records = index.docs.records(range(index.num_passages))
+    records = index._snapshot.docs.records(range(index.num_passages))
     assert records[0].doc_id == "0#0" and records[0].parent_id == "0" and records[-1].parent_id == "1"
     assert np.all(np.diff([int(r.doc_id.split("#")[1]) for r in records if r.parent_id == "0"]) == 1)
     index.close()

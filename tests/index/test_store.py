@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError
-from colja.index.index import Index
+from colja import Index
 from colja.index.store import (
     ARRAYS,
     CURRENT,
@@ -59,15 +59,15 @@ def test_layout_and_manifest(built_small):
 def test_load_exposes_tensors(built_small):
     for mmap in (False, True):
         index = Index.load(built_small, mmap=mmap)
-        assert index.centroids.dtype == torch.float16 and index.centroids.shape[1] == 128
-        assert index.codes.dtype == torch.int32 and index.residuals.dtype == torch.uint8
-        assert index.residuals.shape == (index.num_embeddings, 32)
-        assert index.norms.dtype == torch.float32 and index.norms.shape == index.codes.shape
-        assert index.doclens.dtype == torch.int64 and index.doc_offsets.shape == (121,)
-        assert int(index.doc_offsets[-1]) == index.num_embeddings
-        assert index.ivf.dtype == torch.int32 and index.ivf_offsets.dtype == torch.int64
-        assert int(index.ivf_offsets[-1]) == index.ivf.shape[0]
-        assert index.bucket_cutoffs.shape == (3,) and index.bucket_weights.shape == (4,)
+        assert index._snapshot.centroids.dtype == torch.float16 and index._snapshot.centroids.shape[1] == 128
+        assert index._snapshot.codes.dtype == torch.int32 and index._snapshot.residuals.dtype == torch.uint8
+        assert index._snapshot.residuals.shape == (index.num_embeddings, 32)
+        assert index._snapshot.norms.dtype == torch.float32 and index._snapshot.norms.shape == index._snapshot.codes.shape
+        assert index._snapshot.doclens.dtype == torch.int64 and index._snapshot.doc_offsets.shape == (121,)
+        assert int(index._snapshot.doc_offsets[-1]) == index.num_embeddings
+        assert index._snapshot.ivf.dtype == torch.int32 and index._snapshot.ivf_offsets.dtype == torch.int64
+        assert int(index._snapshot.ivf_offsets[-1]) == index._snapshot.ivf.shape[0]
+        assert index._snapshot.bucket_cutoffs.shape == (3,) and index._snapshot.bucket_weights.shape == (4,)
         assert index.num_passages == 120 and len(index) == 120
         stats = index.stats()
         assert stats["passages"] == 120 and stats["vectors"] == index.num_embeddings and stats["nbits"] == 2
@@ -79,10 +79,10 @@ def test_load_exposes_tensors(built_small):
 def test_mmap_tensors_share_the_file(built_small):
     index = Index.load(built_small, mmap=True)
     arr = np.load(gen_of(built_small) / "residuals.npy", mmap_mode="r")
-    assert np.array_equal(index.residuals.numpy(), arr)
-    backing = index._arrays["residuals"]
+    assert np.array_equal(index._snapshot.residuals.numpy(), arr)
+    backing = index._snapshot.arrays["residuals"]
     assert isinstance(backing, np.memmap) and not backing.flags.writeable
-    assert backing.ctypes.data == index.residuals.data_ptr()  # a view, not a copy
+    assert backing.ctypes.data == index._snapshot.residuals.data_ptr()  # a view, not a copy
     index.close()
 
 

@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from colja.errors import CollectionError, StaleIndexWarning, UnknownDocumentError
 from colja.index.docstore import DocStore
-from colja.index.index import Index
+from colja import Index
 from colja.index.ivf import build_ivf
-from colja.index.update import merge_ivf
+from colja.index.writes import merge_ivf
 
 from .index_helpers import clustered_docs, snapshot
 from tests.conftest import DATA
@@ -62,43 +62,43 @@ def test_merge_ivf_equals_a_fresh_ivf(n_old, n_new, n_centroids, seed):
 
 def test_add_appends_with_the_same_codec(small):
     index, docs = small
-    before = {n: getattr(index, n).clone() for n in ("centroids", "bucket_cutoffs", "bucket_weights", "codes")}
+    before = {n: getattr(index._snapshot, n).clone() for n in ("centroids", "bucket_cutoffs", "bucket_weights", "codes")}
     old_gen = index.generation
     new = clustered_docs(n_docs=6, seed=11)
     ids = index.add([f"new {i}" for i in range(6)], embeddings=new, metadata=[{"i": 100 + i} for i in range(6)])
     assert ids == [str(p) for p in range(50, 56)]
     assert index.num_passages == 56 and index.generation != old_gen
     for name in ("centroids", "bucket_cutoffs", "bucket_weights"):
-        assert torch.equal(getattr(index, name), before[name])
-    assert torch.equal(index.codes[: before["codes"].shape[0]], before["codes"])
+        assert torch.equal(getattr(index._snapshot, name), before[name])
+    assert torch.equal(index._snapshot.codes[: before["codes"].shape[0]], before["codes"])
     # the new passages compress exactly as the codec compresses them
-    codes, residuals = index.codec.compress(torch.from_numpy(new[2]).half().float())
-    start, end = int(index.doc_offsets[52]), int(index.doc_offsets[53])
-    assert torch.equal(index.codes[start:end], codes) and torch.equal(index.residuals[start:end], residuals)
+    codes, residuals = index._snapshot.codec.compress(torch.from_numpy(new[2]).half().float())
+    start, end = int(index._snapshot.doc_offsets[52]), int(index._snapshot.doc_offsets[53])
+    assert torch.equal(index._snapshot.codes[start:end], codes) and torch.equal(index._snapshot.residuals[start:end], residuals)
     # unchanged files are hard links of the previous generation's
     assert (index.generation / "centroids.npy").stat().st_nlink >= 1
     hits = index.hits(index.search_embeddings(_query(new[2]), 3))
     assert hits[0].doc_id == "52" and hits[0].text == "new 2" and hits[0].metadata == {"i": 102}
-    assert index.manifest["counts"] == {"passages": 56, "live_passages": 56, "embeddings": int(index.doclens.sum())}
+    assert index.manifest["counts"] == {"passages": 56, "live_passages": 56, "embeddings": int(index._snapshot.doclens.sum())}
     assert index.manifest["trained_passages"] == 50
 
 
 def test_delete_and_update(small):
     index, docs = small
     assert index.delete(["d3", "d4"]) == 2
-    assert index.num_passages == 50 and index.docs.count_live() == 48
+    assert index.num_passages == 50 and index._snapshot.docs.count_live() == 48
     for i in (3, 4):
         hits = index.hits(index.search_embeddings(_query(docs[i]), 50))
         assert len(hits) == 48 and f"d{i}" not in {h.doc_id for h in hits}
     replacement = clustered_docs(n_docs=1, seed=21)
     index.update(["d7"], ["seven, rewritten"], embeddings=replacement)
-    assert index.num_passages == 51 and index.docs.count_live() == 48
+    assert index.num_passages == 51 and index._snapshot.docs.count_live() == 48
     hits = index.hits(index.search_embeddings(_query(replacement[0]), 2))
     assert hits[0].doc_id == "d7" and hits[0].text == "seven, rewritten" and hits[0].pid == 50
     assert hits[0].metadata == {"i": 7, "even": False}  # metadata=None keeps it
     index.update(["d7"], ["again"], [{"new": True}], embeddings=replacement)
     assert index.hits(index.search_embeddings(_query(replacement[0]), 1))[0].metadata == {"new": True}
-    assert index.docs.pids_for(["d7"]) == [51]
+    assert index._snapshot.docs.pids_for(["d7"]) == [51]
     # a deleted id can be added again
     index.add(["three is back"], ["d3"], embeddings=[docs[3]])
     assert index.hits(index.search_embeddings(_query(docs[3]), 1))[0].text == "three is back"
@@ -156,7 +156,7 @@ def test_other_loaded_index_keeps_working_and_refreshes(small):
     assert "d10" not in {h.doc_id for h in other.hits(other.search_embeddings(Q, 5))}
     # writing through a stale object writes on top of the newest generation
     assert mapped.add(["m"], ["late"], embeddings=clustered_docs(n_docs=1, seed=3)) == ["late"]
-    assert mapped.num_passages == 52 and mapped.docs.count_live() == 51
+    assert mapped.num_passages == 52 and mapped._snapshot.docs.count_live() == 51
     assert Index.load(index.path).num_passages == 52
     for x in (other, mapped):
         x.close()
@@ -164,16 +164,16 @@ def test_other_loaded_index_keeps_working_and_refreshes(small):
 
 def test_replaced_snapshots_close_when_their_searches_end(small):
     index, docs = small
-    first = index._state
+    first = index._snapshot
     with index.snapshot() as pinned:
         assert pinned is first
         index.delete(["d1"])
-        assert index._state is not first and not first._closed
-        assert pinned.docs.count_live() == 50 and index.docs.count_live() == 50  # this thread still sees its pin
-    assert first._closed and index.docs.count_live() == 49
-    second = index._state
+        assert index._snapshot is not first and not first._closed
+        assert pinned.docs.count_live() == 50 and len(index) == 50  # this thread still sees its pin
+    assert first._closed and index._snapshot.docs.count_live() == 49
+    second = index._snapshot
     index.delete(["d2"])
-    assert second._closed and not index._state._closed
+    assert second._closed and not index._snapshot._closed
 
 
 def test_stale_warning_and_rebuild(small):
@@ -185,16 +185,16 @@ def test_stale_warning_and_rebuild(small):
         index.add(embeddings=clustered_docs(n_docs=5, seed=8))
     index.delete([f"d{i}" for i in range(20)])
     index.update(["d30"], ["thirty"], embeddings=clustered_docs(n_docs=1, seed=9))
-    live_before = index.docs.count_live()
+    live_before = index._snapshot.docs.count_live()
     Q = _query(docs[40])
     top_before = index.hits(index.search_embeddings(Q, 1))[0]
     index.rebuild()
-    assert index.num_passages == live_before == index.docs.count_live() == 85
+    assert index.num_passages == live_before == index._snapshot.docs.count_live() == 85
     assert index.manifest["trained_passages"] == 85 and index.manifest["rebuilt"]["dropped_passages"] == 21
-    assert index.manifest["codec"]["num_centroids"] == int(index.centroids.shape[0])
+    assert index.manifest["codec"]["num_centroids"] == int(index._snapshot.centroids.shape[0])
     top = index.hits(index.search_embeddings(Q, 1))[0]
     assert (top.doc_id, top.text, top.metadata) == (top_before.doc_id, top_before.text, top_before.metadata)
-    assert set(index.docs.all_doc_ids()) == ({f"d{i}" for i in range(20, 50)} | {str(p) for p in range(50, 105)})
+    assert set(index._snapshot.docs.all_doc_ids()) == ({f"d{i}" for i in range(20, 50)} | {str(p) for p in range(50, 105)})
     with warnings.catch_warnings():
         warnings.simplefilter("error", StaleIndexWarning)
         index.add(embeddings=clustered_docs(n_docs=5, seed=10))
@@ -217,7 +217,7 @@ def test_writes_carry_a_stored_bm25_first_stage(tmp_path):
     assert len(index.first_stage("bm25")) == 21
     index.rebuild()
     assert index.num_passages == 20 and len(index.first_stage("bm25")) == 20
-    assert index.docs.get([int(index.first_stage("bm25").search("京都", 1).pids[0])])[0][1] == "京都は古い都です。"
+    assert index._snapshot.docs.get([int(index.first_stage("bm25").search("京都", 1).pids[0])])[0][1] == "京都は古い都です。"
     assert Index.load(index.path).first_stages["bm25"]["passages"] == 20
 
 
@@ -275,7 +275,7 @@ def base_index(_fixture_model, pool, tmp_path_factory):
 
 def _exact_top10(index: Index, q: torch.Tensor) -> list[set[int]]:
     """Exact MaxSim top-10 pids over the live passages' decompressed vectors (independent of the search code)."""
-    live = np.flatnonzero(~index.docs.deleted_mask())
+    live = np.flatnonzero(~index._snapshot.docs.deleted_mask())
     vectors, lens = index.passage_vectors(live)
     padded = torch.zeros(len(live), int(lens.max()), vectors.shape[1])
     mask = torch.arange(padded.shape[1])[None, :] < lens[:, None]
@@ -289,7 +289,7 @@ def _exact_top10(index: Index, q: torch.Tensor) -> list[set[int]]:
 def _check(index: Index, live: dict[str, int], pool, model) -> None:
     """Deleted ids never appear; each live doc is found by its own text; recall@10 vs exact MaxSim; reload agrees."""
     texts, Q = pool
-    assert index.docs.count_live() == len(live)
+    assert index._snapshot.docs.count_live() == len(live)
     ids = list(live)
     q = Q[[live[i] for i in ids]]
     results = index.search_embeddings(q, 10)

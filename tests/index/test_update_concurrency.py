@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from colja.index.index import Index
+from colja import Index
 from colja.index.snapshot import IndexSnapshot
 
 from .index_helpers import clustered_docs
@@ -26,7 +26,7 @@ def _slowed(method):
 def test_searches_during_writes_see_one_version(tmp_path, monkeypatch):
     """Every write replaces all documents by a new version (text, metadata, vectors); each search's hits
     must all come from one version, and there must be exactly N of them."""
-    for name in ("search_arrays", "allowed"):
+    for name in ("cached", "allowed"):
         monkeypatch.setattr(IndexSnapshot, name, _slowed(getattr(IndexSnapshot, name)))
     docs = clustered_docs(n_docs=N, seed=5)
     ids = [f"d{i}" for i in range(N)]
@@ -65,6 +65,6 @@ def test_searches_during_writes_see_one_version(tmp_path, monkeypatch):
         for t in readers:
             t.join(timeout=120)
     assert not errors, errors[:5]
-    assert index.num_passages == 7 * N and index.docs.count_live() == N
+    assert index.num_passages == 7 * N and index._snapshot.docs.count_live() == N
     assert len(seen) >= 2  # the readers really ran across writes
     index.close()

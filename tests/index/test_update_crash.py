@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from colja.index.index import Index
+from colja import Index
 
 from .index_helpers import REPO, clustered_docs, save_docs_npz
 
 SCRIPT = textwrap.dedent(
     """
     import sys, numpy as np
-    from colja.index.index import Index
+    from colja import Index
     index = Index.load(sys.argv[1])
     if sys.argv[2] == "add":
         data = np.load(sys.argv[3])
@@ -57,8 +57,8 @@ def _answers(path):
         Q = torch.nn.functional.normalize(torch.randn(3, 8, index.dim, generator=g), dim=-1)
         results = index.search_embeddings(Q, 5)
         hits = [[(h.doc_id, round(h.score, 5)) for h in index.hits(results, i)] for i in range(3)]
-        live = sorted(set(index.docs.all_doc_ids()) - {index.docs.doc_ids([p])[0]
-                                                        for p in np.flatnonzero(index.docs.deleted_mask())})
+        live = sorted(set(index._snapshot.docs.all_doc_ids()) - {index._snapshot.docs.doc_ids([p])[0]
+                                                        for p in np.flatnonzero(index._snapshot.docs.deleted_mask())})
         return index.num_passages, live, hits
     finally:
         index.close()

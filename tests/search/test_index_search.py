@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from colja import Hit, Index
-from colja.search.plaid import centroid_scores, exact_scores
+from colja.search.plaid import SearchArrays, centroid_scores, exact_scores
 from tests.conftest import DATA, FIXTURE
 
 pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
@@ -31,7 +31,8 @@ def imported(_fixture_model, tmp_path_factory):
 def test_exact_scores_match_the_reference_engine(imported, _fixture_model, reference_search):
     """Our MaxSim over the compressed vectors reproduces colbert-ai's scores for its own top-10."""
     Q = _fixture_model.encode_queries([r["query"] for r in reference_search])
-    arrays = imported._search_arrays()
+    with imported.snapshot() as snapshot:
+        arrays = SearchArrays.of(snapshot)
     worst = 0.0
     for q, ref in zip(Q, reference_search):
         pids = torch.tensor(ref["pids"])

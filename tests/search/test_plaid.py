@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from colja import kernels
-from colja.search.maxsim import maxsim_matrix
-from colja.search.plaid import candidate_pids, centroid_scores, search_one, top_k
+from tests.oracle import maxsim_matrix
+from colja.kernels import top_k
+from colja.search.plaid import candidate_pids, centroid_scores, search_one
 from colja.search.settings import SearchSettings
 from tests.search.conftest import make_arrays, make_query
 

@@ -76,6 +76,6 @@ def test_index_method_uses_search_batch(beir):
 
 
 def test_index_method_without_colja_index(beir, tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "colja.index.index", None)  # as if the index package were missing
+    monkeypatch.setitem(sys.modules, "colja.searchable.index", None)  # as if the index package were missing
     with pytest.raises(MiningError, match="use method='bm25'"):
         mine_negatives(beir, method="index", index=tmp_path / "idx")

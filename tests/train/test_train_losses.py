@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
+from colja import kernels
 from colja.train.losses import (contrastive_loss, distillation_loss, maxsim_grouped, maxsim_pairwise,
                                 minmax_normalize)
+from tests.oracle import maxsim_matrix
 
 # Two query vectors in 2-d: q1 = x, q2 = y.
 Q = torch.tensor([[[1.0, 0.0], [0.0, 1.0]]])
@@ -48,6 +50,23 @@ def test_grouped_equals_the_diagonal_blocks_of_pairwise():
     torch.testing.assert_close(grouped, torch.stack([full[i, 2 * i : 2 * i + 2] for i in range(3)]))
     with pytest.raises(ValueError, match="groups"):
         maxsim_grouped(Qr, Dr[:5], keep[:5])
+
+
+def test_training_scores_equal_the_oracle_and_the_search_kernel():
+    """The differentiable training score is the MaxSim search uses: same numbers as the
+    readable oracle and as the exact kernel, padding masks included."""
+    g = torch.Generator().manual_seed(1)
+    Qr = torch.nn.functional.normalize(torch.randn(4, 6, 16, generator=g), dim=2)
+    Qr[1, 4:] = 0  # dynamic-length padding rows: a zero query vector scores 0 everywhere
+    Dr = torch.nn.functional.normalize(torch.randn(5, 9, 16, generator=g), dim=2)
+    keep = torch.rand(5, 9, generator=g) > 0.4
+    keep[:, 0] = True
+    kept = [Dr[j][keep[j]] for j in range(5)]
+    oracle = maxsim_matrix(Qr, kept)
+    torch.testing.assert_close(maxsim_pairwise(Qr, Dr, keep), oracle)
+    flat = torch.cat(kept)
+    offsets = kernels.lengths_to_offsets([d.shape[0] for d in kept])
+    torch.testing.assert_close(kernels.maxsim_dense_queries(Qr, flat, offsets), oracle, rtol=1e-5, atol=1e-5)
 
 
 def test_contrastive_loss_by_hand():

@@ -31,7 +31,7 @@ def rows(n_negatives: int = 3) -> list[dict]:
 
 
 def recall_at_1(model) -> float:
-    from colja.search.maxsim import maxsim_matrix
+    from tests.oracle import maxsim_matrix
 
     queries = [q for q, _ in PAIRS]
     passages = [p for _, p in PAIRS]

@@ -1,4 +1,4 @@
-"""Exact MaxSim, the readable reference every faster path is checked against.
+"""Exact MaxSim, the readable oracle every scoring path (kernels, search, training loss) is tested against.
 
 score(q, d) = Σ over query vectors of max over document vectors of the dot
 product. Zero query rows (padding from dynamic query length) add nothing.

@@ -1,4 +1,4 @@
-"""Search through a stored first stage (or several, fused), then exact MaxSim on top.
+"""Candidates from stored first stages (one, or several fused), reranked by exact MaxSim.
 
 ``index.search(q, k, first_stage=...)``:
 
@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from colja.firststage.fusion import reciprocal_rank_fusion
-from colja.search.plaid import SearchArrays, centroid_scores, drop_zero_rows, exact_scores, search_one, top_k
+from colja import kernels
+from colja.search.plaid import SearchArrays, centroid_scores, exact_scores, search_one
 from colja.search.settings import SearchSettings
 
 PLAID = "plaid"
@@ -104,8 +105,8 @@ def search_with_stages(Q: torch.Tensor, stage_pids: list[list[np.ndarray]], use_
 
 def rerank_pids(Q: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Exact MaxSim of ``pids`` on the compressed vectors (PLAID's last stage), best ``k``."""
-    Q = drop_zero_rows(Q.float().contiguous())
+    Q = kernels.query_rows(Q.float()).contiguous()
     if Q.shape[0] == 0 or pids.numel() == 0:
         return torch.empty(0, dtype=torch.float32), torch.empty(0, dtype=torch.long)
     scores = exact_scores(Q, centroid_scores(Q, arrays.centroids), arrays, pids)
-    return top_k(scores, pids, k)
+    return kernels.top_k(scores, pids, k)
