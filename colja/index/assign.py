@@ -33,16 +33,17 @@ def assign_exact(embs: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     reducing along rows is ~3x faster than along columns).
     """
     n = embs.shape[0]
-    out = torch.empty(n, dtype=torch.int32)
+    device = centroids.device  # the CPU, or a GPU for a build with device="cuda"
+    out = torch.empty(n, dtype=torch.int32, device=device)
     if n == 0:
         return out
     centroids_t = centroids.float().T.contiguous()
     block = max(1, min(n, _BLOCK_ELEMENTS // max(1, centroids.shape[0])))
-    scores = torch.empty((block, centroids.shape[0]), dtype=torch.float32)
-    values = torch.empty(block, dtype=torch.float32)
-    indices = torch.empty(block, dtype=torch.int64)
+    scores = torch.empty((block, centroids.shape[0]), dtype=torch.float32, device=device)
+    values = torch.empty(block, dtype=torch.float32, device=device)
+    indices = torch.empty(block, dtype=torch.int64, device=device)
     for start in range(0, n, block):
-        rows = embs[start : start + block].float()
+        rows = embs[start : start + block].to(device, torch.float32)
         b = rows.shape[0]
         torch.mm(rows, centroids_t, out=scores[:b])
         torch.max(scores[:b], 1, out=(values[:b], indices[:b]))

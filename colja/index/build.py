@@ -172,12 +172,15 @@ def write_index_files(
     show_progress: bool | None = None,
     parent_ids: list[str | None] | None = None,
     spans: list[tuple[int, int] | None] | None = None,
+    device: torch.device | None = None,
 ) -> tuple[dict[str, Any], BuildReport]:
     """Write every array and the document store of a new index into ``files`` (inputs already
     validated): ``(manifest without files, report)``. The caller commits (:mod:`colja.index.writes`).
 
     ``metadata`` are JSON texts (see :func:`colja.index.collection.dump_all_metadata`);
     ``parent_ids`` / ``spans``: per passage, for passages split from longer documents.
+    ``device``: where the vectors are compressed (e.g. a GPU; k-means stays with faiss on the CPU).
+    The files are the same whichever device compressed them.
     """
     started = time.perf_counter()
     n = source.num_passages
@@ -233,8 +236,10 @@ def write_index_files(
 
     # 5. encode + compress, chunk by chunk
     clock = time.perf_counter()
-    doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, codec, assign, sample.pids, sample_vectors, sample_doclens,
-                            texts, doc_ids, metadata, settings, show_progress, parent_ids, spans)
+    compressor = codec if device is None or device.type == "cpu" else codec.to(device)
+    doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, compressor, assign, sample.pids, sample_vectors,
+                                              sample_doclens, texts, doc_ids, metadata, settings, show_progress,
+                                              parent_ids, spans)
     del sample_vectors
     report.num_embeddings = int(doclens.sum())
     report.seconds["compress"] = time.perf_counter() - clock
@@ -352,8 +357,9 @@ def _index_chunks(writer: GenerationWriter, work: Path, source: EmbeddingSource,
                 vectors, lens = _chunk_vectors(source, pids, sample_pids, sample_vectors, sample_offsets)
                 if settings.round_to_fp16:
                     vectors = vectors.half().float()
-                codes, residuals = codec.compress(vectors, assign=assign)
-                norms = codec.norms(codes, residuals)
+                codes, residuals = codec.compress(vectors.to(codec.centroids.device), assign=assign)
+                norms = codec.norms(codes, residuals).cpu()
+                codes, residuals = codes.cpu(), residuals.cpu()
                 f_codes.write(codes.numpy().tobytes())
                 f_res.write(residuals.numpy().tobytes())
                 f_norms.write(norms.numpy().astype(np.float32, copy=False).tobytes())

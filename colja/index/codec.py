@@ -126,6 +126,11 @@ class ResidualCodec:
             stored_centroids = centroids.half().float()
         return cls(centroids=stored_centroids, bucket_cutoffs=cutoffs, bucket_weights=weights, avg_residual=avg_residual, nbits=nbits)
 
+    def to(self, device: torch.device | str) -> "ResidualCodec":
+        """The same codec with its tensors on ``device`` (compress on a GPU; same codes)."""
+        return ResidualCodec(self.centroids.to(device), self.bucket_cutoffs.to(device), self.bucket_weights.to(device),
+                             self.avg_residual, self.nbits)
+
     # ----------------------------------------------------------------- compress
 
     def binarize(self, residuals: torch.Tensor) -> torch.Tensor:
@@ -143,11 +148,15 @@ class ResidualCodec:
         if embs.dim() != 2 or embs.shape[1] != self.dim:
             raise ValueError(f"expected vectors [n, {self.dim}], got {tuple(embs.shape)}")
         n = embs.shape[0]
-        codes = torch.empty(n, dtype=torch.int32)
-        packed = torch.empty((n, self.packed_dim), dtype=torch.uint8)
+        device = self.centroids.device
+        codes = torch.empty(n, dtype=torch.int32, device=device)
+        packed = torch.empty((n, self.packed_dim), dtype=torch.uint8, device=device)
         for start in range(0, n, _BLOCK):
-            block = embs[start : start + _BLOCK].float()
-            block_codes = assign(block) if assign is not None else assign_exact(block, self.centroids)
+            block = embs[start : start + _BLOCK].to(device, torch.float32)
+            if assign is not None:  # a CPU assigner (two-level); its codes move to the codec's device
+                block_codes = assign(block.cpu()).to(device)
+            else:
+                block_codes = assign_exact(block, self.centroids)
             residuals = block - self.centroids[block_codes.long()]
             codes[start : start + _BLOCK] = block_codes
             packed[start : start + _BLOCK] = self.binarize(residuals)
@@ -169,7 +178,7 @@ class ResidualCodec:
                 parts.append(decompress_residuals(c, r, self.centroids, self.bucket_weights, self.nbits))
             else:
                 parts.append(decompress_unnormalized(c, r, self.centroids, self.bucket_weights, self.nbits))
-        return torch.cat(parts) if parts else torch.empty((0, self.dim))
+        return torch.cat(parts) if parts else torch.empty((0, self.dim), device=self.centroids.device)
 
     def norms(self, codes: torch.Tensor, residuals: torch.Tensor) -> torch.Tensor:
         """float32 ``[n]``: length of ``centroid + residual`` before normalisation."""
@@ -177,7 +186,7 @@ class ResidualCodec:
             vector_norms(codes[s : s + _BLOCK], residuals[s : s + _BLOCK], self.centroids, self.bucket_weights, self.nbits)
             for s in range(0, codes.shape[0], _BLOCK)
         ]
-        return torch.cat(parts) if parts else torch.empty(0)
+        return torch.cat(parts) if parts else torch.empty(0, device=self.centroids.device)
 
 
 def check_dims(dim: int, nbits: int) -> None:

@@ -50,6 +50,7 @@ from types import ModuleType
 import torch
 
 from colja.errors import KernelBuildError, KernelFallbackWarning
+from colja.kernels._toolkit import find_toolkit, install_hint
 
 logger = logging.getLogger("colja.kernels")
 
@@ -346,17 +347,16 @@ def _check_toolchain(kind: str) -> None:
             f"no C++ compiler found (looked for {cxx!r}, g++, clang++)",
             "install one (e.g. apt-get install g++ / xcode-select --install) or set CXX",
         )
-    if kind == "cuda":
-        home = cpp_extension.CUDA_HOME
-        if not home or not (Path(home) / "bin" / "nvcc").exists():
-            raise _BuildFailure(
-                "the CUDA toolkit (nvcc) was not found",
-                "install the CUDA toolkit matching torch.version.cuda and set CUDA_HOME",
-            )
+    if kind == "cuda" and find_toolkit() is None:
+        raise _BuildFailure("the CUDA toolkit (nvcc) was not found", install_hint())
 
 
 def _run_build(spec: dict, build_dir: Path, log_path: Path, timeout: float) -> None:
     env = dict(os.environ)
+    toolkit = find_toolkit() if spec["with_cuda"] else None
+    if toolkit is not None:  # cpp_extension reads CUDA_HOME when it is imported (in the subprocess)
+        env["CUDA_HOME"] = str(toolkit.home)
+        env["PATH"] = f"{toolkit.home / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     if spec["arch_list"]:
         env["TORCH_CUDA_ARCH_LIST"] = spec["arch_list"]
     payload = json.dumps({**spec, "build_dir": str(build_dir)})
@@ -624,22 +624,20 @@ def cuda_compile_check(timeout: float = 600.0) -> tuple[bool, str]:
 
     from torch.utils import cpp_extension
 
-    nvcc = shutil.which("nvcc")
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home and (Path(home) / "bin" / "nvcc").exists():
-        nvcc = str(Path(home) / "bin" / "nvcc")
-    if not nvcc:
-        raise FileNotFoundError("nvcc not found (install the CUDA toolkit or set CUDA_HOME)")
-    cuda_root = Path(os.path.realpath(nvcc)).parent.parent
+    toolkit = find_toolkit()
+    if toolkit is None:
+        raise FileNotFoundError(f"nvcc not found: {install_hint()}")
+    nvcc, cuda_root = str(toolkit.nvcc), toolkit.home
     src = source_dir() / "cuda"
     files = sorted(p for p in src.iterdir() if p.suffix in (".cu", ".cpp", ".h", ".cuh"))
     version = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=60).stdout
-    h = hashlib.sha256(version.encode() + torch.__version__.encode() + sys.version.encode())
+    h = hashlib.sha256(version.encode() + torch.__version__.encode() + sys.version.encode() + str(cuda_root).encode())
     for p in files:
         h.update(p.name.encode() + b"\0" + p.read_bytes())
     marker = cache_root() / f"cuda-compile-check-{h.hexdigest()[:20]}.ok"
+    where = f"# toolkit: {toolkit.home} ({toolkit.source}); {version.strip().splitlines()[-1] if version.strip() else ''}"
     if marker.exists():
-        return True, f"cached success: {marker}"
+        return True, f"{where}\ncached success: {marker}"
     torch_inc = cpp_extension.include_paths()  # cpu include dirs of torch
     with tempfile.TemporaryDirectory(prefix="colja-nvcc-") as tmp:
         # A CPU-only torch wheel lacks this generated header (CUDA wheels ship it).
@@ -673,6 +671,7 @@ def cuda_compile_check(timeout: float = 600.0) -> tuple[bool, str]:
             errors = [ln for ln in out_text.splitlines() if "error" in ln.lower()]
             logs.append(f"$ {' '.join(cmd[:3])} ... -> exit {proc.returncode}\n" + "\n".join(errors[:40]))
             ok = ok and proc.returncode == 0
+        logs.insert(0, where)
         if not ok:
             return False, "\n".join(logs)
     try:

@@ -79,7 +79,7 @@ def search_with_stages(Q: torch.Tensor, stage_pids: list[list[np.ndarray]], use_
     ``Q``: float32 ``[n_queries, Lq, dim]``; ``stage_pids[s][i]``: stage ``s``'s
     ranked pids for query ``i``; ``settings``: resolved PLAID settings.
     """
-    allowed_np = None if allowed is None else allowed.numpy()
+    allowed_np = None if allowed is None else allowed.cpu().numpy()
     live = arrays.num_passages if allowed is None else int(allowed.sum())
     out = []
     for i in range(Q.shape[0]):
@@ -91,15 +91,16 @@ def search_with_stages(Q: torch.Tensor, stage_pids: list[list[np.ndarray]], use_
                 ranked = ranked[allowed_np[ranked]]
             rankings.append(ranked[:n_candidates])
         if use_plaid:
-            rankings.insert(0, search_one(Q[i], arrays, n_candidates, settings, allowed)[1].numpy())
+            rankings.insert(0, search_one(Q[i], arrays, n_candidates, settings, allowed)[1].cpu().numpy())
         if len(rankings) == 1:
             pids = rankings[0]
         else:
             pids = reciprocal_rank_fusion(rankings, limit=n_candidates).pids
         if len(pids) < min(k, live):  # too few candidates: PLAID fills the rest
-            extra = search_one(Q[i], arrays, k, settings, allowed)[1].numpy()
+            extra = search_one(Q[i], arrays, k, settings, allowed)[1].cpu().numpy()
             pids = np.concatenate([pids, extra[~np.isin(extra, pids)]])
-        out.append(rerank_pids(Q[i], arrays, torch.from_numpy(np.ascontiguousarray(pids, dtype=np.int64)), k))
+        ranked_pids = torch.from_numpy(np.ascontiguousarray(pids, dtype=np.int64)).to(arrays.device)
+        out.append(rerank_pids(Q[i], arrays, ranked_pids, k))
     return out
 
 
@@ -107,6 +108,7 @@ def rerank_pids(Q: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor, k: in
     """Exact MaxSim of ``pids`` on the compressed vectors (PLAID's last stage), best ``k``."""
     Q = kernels.query_rows(Q.float()).contiguous()
     if Q.shape[0] == 0 or pids.numel() == 0:
-        return torch.empty(0, dtype=torch.float32), torch.empty(0, dtype=torch.long)
+        return (torch.empty(0, dtype=torch.float32, device=Q.device),
+                torch.empty(0, dtype=torch.long, device=Q.device))
     scores = exact_scores(Q, centroid_scores(Q, arrays.centroids), arrays, pids)
     return kernels.top_k(scores, pids, k)

@@ -78,12 +78,14 @@ def _settings(snapshot: Any, options: Mapping[str, Any]) -> SearchSettings:
 def search_texts(snapshot: Any, encoder: Any, queries: Sequence[str], k: int = 10, *,
                  first_stage: str | Sequence[str] = PLAID, candidates: int | None = None,
                  where: Mapping[str, Any] | None = None, group_by_doc: bool = False,
-                 options: Mapping[str, Any] | None = None) -> list[list[Hit]]:
+                 options: Mapping[str, Any] | None = None, device: torch.device | None = None) -> list[list[Hit]]:
     """Encode ``queries`` with ``encoder`` and return each one's hits (see :func:`search_vectors`).
 
     ``first_stage``: ``"plaid"``, a stored first stage's name, ``"hybrid"`` or
     a list of names to fuse (:mod:`colja.search.candidates`); ``candidates``:
-    how many each one passes to the exact MaxSim rerank.
+    how many each one passes to the exact MaxSim rerank; ``device``: where a
+    compressed index's arrays are searched (default: the CPU; a GPU keeps a
+    copy per snapshot).
     """
     queries = check_texts(queries, what="queries")
     k = check_k(k)
@@ -99,12 +101,13 @@ def search_texts(snapshot: Any, encoder: Any, queries: Sequence[str], k: int = 1
         return []
     Q = encoder.encode_queries(queries)
     results = _search(snapshot, as_query_tensor(Q, snapshot.dim), k, where=where, group_by_doc=group_by_doc,
-                      settings=settings, stages=stages, queries=queries, candidates=candidates)
+                      settings=settings, stages=stages, queries=queries, candidates=candidates, device=device)
     return [to_hits(snapshot, results, i, query_length=kernels.query_length(Q[i])) for i in range(len(queries))]
 
 
 def search_vectors(snapshot: Any, Q: Any, k: int = 10, *, where: Mapping[str, Any] | None = None,
-                   group_by_doc: bool = False, options: Mapping[str, Any] | None = None) -> SearchResults:
+                   group_by_doc: bool = False, options: Mapping[str, Any] | None = None,
+                   device: torch.device | None = None) -> SearchResults:
     """Top-``k`` of query vectors ``Q`` (``[Lq, dim]`` or ``[n, Lq, dim]``) as ``[n, k]`` arrays,
     padded with ``-inf`` / ``-1`` where fewer passages (documents) are allowed.
 
@@ -116,7 +119,7 @@ def search_vectors(snapshot: Any, Q: Any, k: int = 10, *, where: Mapping[str, An
     Q = as_query_tensor(Q, snapshot.dim)
     k = check_k(k)
     return _search(snapshot, Q, k, where=where, group_by_doc=group_by_doc, settings=_settings(snapshot, options or {}),
-                   stages=[PLAID], queries=None, candidates=None)
+                   stages=[PLAID], queries=None, candidates=None, device=device)
 
 
 def to_hits(snapshot: Any, results: SearchResults, i: int = 0, *, query_length: int | None = None) -> list[Hit]:
@@ -136,11 +139,11 @@ def to_hits(snapshot: Any, results: SearchResults, i: int = 0, *, query_length: 
 
 def _search(snapshot: Any, Q: torch.Tensor, k: int, *, where: Mapping[str, Any] | None, group_by_doc: bool,
             settings: SearchSettings, stages: list[str], queries: Sequence[str] | None,
-            candidates: int | None) -> SearchResults:
+            candidates: int | None, device: torch.device | None = None) -> SearchResults:
     allowed = snapshot.allowed(where)
 
     def run(kk: int) -> SearchResults:
-        return _rank(snapshot, Q, kk, allowed, settings, stages, queries, candidates)
+        return _rank(snapshot, Q, kk, allowed, settings, stages, queries, candidates, device)
 
     if group_by_doc:
         return grouped(run, k, allowed, snapshot.group_keys(), snapshot.num_passages)
@@ -148,11 +151,15 @@ def _search(snapshot: Any, Q: torch.Tensor, k: int, *, where: Mapping[str, Any] 
 
 
 def _rank(snapshot: Any, Q: torch.Tensor, k: int, allowed: torch.Tensor | None, settings: SearchSettings,
-          stages: list[str], queries: Sequence[str] | None, candidates: int | None) -> SearchResults:
+          stages: list[str], queries: Sequence[str] | None, candidates: int | None,
+          device: torch.device | None = None) -> SearchResults:
     """Top-``k`` ``SearchResults`` of every query in ``Q`` over the allowed passages."""
     if isinstance(snapshot, VectorSnapshot):
         return _stack([search_exact(snapshot, Q[i], k, allowed) for i in range(Q.shape[0])], k)
-    arrays = SearchArrays.of(snapshot)
+    arrays = SearchArrays.of(snapshot, device)
+    if arrays.device.type != "cpu":
+        Q = Q.to(arrays.device)
+        allowed = None if allowed is None else allowed.to(arrays.device)
     live = arrays.num_passages if allowed is None else int(allowed.sum())
     resolved = settings.resolve(k, live, arrays.num_centroids)
     if stages == [PLAID]:
@@ -171,8 +178,8 @@ def _stack(found: list[tuple[torch.Tensor, torch.Tensor]], k: int) -> SearchResu
     scores = np.full((len(found), k), -np.inf, dtype=np.float32)
     pids = np.full((len(found), k), -1, dtype=np.int64)
     for i, (s, p) in enumerate(found):
-        scores[i, : len(s)] = s.numpy()
-        pids[i, : len(p)] = p.numpy()
+        scores[i, : len(s)] = s.cpu().numpy()
+        pids[i, : len(p)] = p.cpu().numpy()
     return SearchResults(scores, pids)
 
 

@@ -28,7 +28,7 @@ from colja.search.settings import SearchSettings
 
 @dataclass
 class SearchArrays:
-    """The parts of an index the search reads (CPU tensors, possibly memory-mapped).
+    """The parts of an index the search reads (CPU tensors, possibly memory-mapped, or copies on a GPU).
 
     centroids: float32 [C, dim]; codes: int32 [N]; residuals: uint8 [N, dim*nbits/8];
     norms: float32 [N]; bucket_weights: float32 [2**nbits]; doc_offsets: int64 [n+1];
@@ -47,12 +47,28 @@ class SearchArrays:
     ivf_offsets: torch.Tensor
 
     @classmethod
-    def of(cls, snapshot: Any) -> "SearchArrays":
-        """The arrays of an :class:`~colja.index.snapshot.IndexSnapshot`, built once per snapshot."""
-        return snapshot.cached("plaid.arrays", lambda: cls(
-            centroids=snapshot.centroids.float().contiguous(), codes=snapshot.codes, residuals=snapshot.residuals,
-            norms=snapshot.norms, bucket_weights=snapshot.bucket_weights.float(), nbits=snapshot.nbits,
-            doc_offsets=snapshot.doc_offsets, ivf=snapshot.ivf, ivf_offsets=snapshot.ivf_offsets))
+    def of(cls, snapshot: Any, device: torch.device | None = None) -> "SearchArrays":
+        """The arrays of an :class:`~colja.index.snapshot.IndexSnapshot` on ``device`` (default: where
+        the snapshot holds them, the CPU), built once per snapshot and device."""
+        def make() -> "SearchArrays":
+            arrays = cls(
+                centroids=snapshot.centroids.float().contiguous(), codes=snapshot.codes, residuals=snapshot.residuals,
+                norms=snapshot.norms, bucket_weights=snapshot.bucket_weights.float(), nbits=snapshot.nbits,
+                doc_offsets=snapshot.doc_offsets, ivf=snapshot.ivf, ivf_offsets=snapshot.ivf_offsets)
+            return arrays if device is None or device.type == "cpu" else arrays.to(device)
+
+        key = "plaid.arrays" if device is None or device.type == "cpu" else f"plaid.arrays@{device}"
+        return snapshot.cached(key, make)
+
+    def to(self, device: torch.device) -> "SearchArrays":
+        """A copy of every array on ``device`` (e.g. the GPU)."""
+        moved = {name: getattr(self, name).to(device) for name in
+                 ("centroids", "codes", "residuals", "norms", "bucket_weights", "doc_offsets", "ivf", "ivf_offsets")}
+        return SearchArrays(nbits=self.nbits, **moved)
+
+    @property
+    def device(self) -> torch.device:
+        return self.codes.device
 
     @property
     def num_passages(self) -> int:
@@ -75,18 +91,20 @@ def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_o
     starts = ivf_offsets[cells]
     lengths = ivf_offsets[cells + 1] - starts
     total = int(lengths.sum())
+    device = scores_t.device
     if total == 0:
-        return torch.empty(0, dtype=torch.long)
+        return torch.empty(0, dtype=torch.long, device=device)
     # gather the concatenated slices ivf[start:start+len] without a Python loop
-    owners = torch.repeat_interleave(torch.arange(len(cells)), lengths, output_size=total)
-    within = torch.arange(total) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths, output_size=total)
+    owners = torch.repeat_interleave(torch.arange(len(cells), device=device), lengths, output_size=total)
+    within = (torch.arange(total, device=device)
+              - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths, output_size=total))
     pids = ivf[(starts[owners] + within)].long()
     return _sorted_unique(pids, int(pids.max()) + 1)
 
 
 def _sorted_unique(ids: torch.Tensor, size: int) -> torch.Tensor:
     """``ids.unique()`` for ids in ``[0, size)`` by boolean marks: no sort of the (often thousands of) ids."""
-    marked = torch.zeros(size, dtype=torch.bool)
+    marked = torch.zeros(size, dtype=torch.bool, device=ids.device)
     marked[ids] = True
     return marked.nonzero().flatten()
 
@@ -108,7 +126,7 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
     n_allowed = arrays.num_passages if allowed is None else int(allowed.sum())
     k = min(k, n_allowed)
     if k <= 0 or Q.shape[0] == 0:
-        return _empty()
+        return _empty(Q.device)
     scores_t = centroid_scores(Q, arrays.centroids)
     if settings.exhaustive:
         return _exhaustive(Q, scores_t, arrays, k, allowed)
@@ -133,11 +151,11 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
 
 
 def _exhaustive(Q, scores_t, arrays: SearchArrays, k: int, allowed: torch.Tensor | None):
-    pids = torch.arange(arrays.num_passages, dtype=torch.long)
+    pids = torch.arange(arrays.num_passages, dtype=torch.long, device=scores_t.device)
     if allowed is not None:
         pids = pids[allowed]
     return kernels.top_k(exact_scores(Q, scores_t, arrays, pids), pids, k)
 
 
-def _empty() -> tuple[torch.Tensor, torch.Tensor]:
-    return torch.empty(0, dtype=torch.float32), torch.empty(0, dtype=torch.long)
+def _empty(device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    return torch.empty(0, dtype=torch.float32, device=device), torch.empty(0, dtype=torch.long, device=device)

@@ -34,6 +34,7 @@ from colja.index.collection import (TextCollection, as_embedding_list, as_text_c
 from colja.index.documents import check_id_list, check_split_options, prepare_documents
 from colja.index.retrievers import check_name, check_spec
 from colja.index.settings import IndexSettings, resolve_settings
+from colja._device import resolve_device
 from colja.index.snapshot import IndexSnapshot
 from colja.index.store import check_target, current_generation_name, folder_bytes
 from colja.index.writes import (IndexWriter, live_pids, old_documents, warn_if_drifted, write_add, write_build,
@@ -108,9 +109,11 @@ class Index:
     keeps answering from its generation until :meth:`refresh`.
     """
 
-    def __init__(self, path: str | os.PathLike, snapshot: IndexSnapshot, model: Any = None):
+    def __init__(self, path: str | os.PathLike, snapshot: IndexSnapshot, model: Any = None,
+                 device: Any = None):
         self.path = Path(path)
         self._snapshot = snapshot
+        self._device = resolve_device(device)
         self._local = threading.local()  # the snapshot pinned by a call running in this thread
         self._model: Encoder | None = None if isinstance(model, (str, os.PathLike)) else model
         self._model_name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None
@@ -133,6 +136,7 @@ class Index:
         settings: IndexSettings | Mapping[str, Any] | None = None,
         text_column: str = "text",
         batch_size: int = 32,
+        device: Any = None,
         show_progress: bool | None = None,
         first_stages: str | Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
         split: bool = False,
@@ -172,7 +176,10 @@ class Index:
         target = check_target(_target(path, name), overwrite=overwrite)
         if model is None:
             raise ValueError("Index.build needs a model to encode texts; use Index.from_embeddings for precomputed vectors")
+        where = resolve_device(device)
         encoder = resolve_model(model)
+        if where is not None and callable(getattr(encoder, "to_device", None)):
+            encoder.to_device(where)
         dim = getattr(encoder, "dim", None)
         if dim is not None:
             check_dims(int(dim), settings.nbits)
@@ -187,8 +194,8 @@ class Index:
                                    texts=texts, first_stages=stages, show_progress=show_progress, doc_ids=ids,
                                    metadata=meta, model_info=describe_model(encoder),
                                    extra_manifest={"source": {"kind": "build", "split": bool(split)}},
-                                   parent_ids=parents, spans=spans)
-        return cls(target, snapshot, encoder)
+                                   parent_ids=parents, spans=spans, device=where)
+        return cls(target, snapshot, encoder, device=where)
 
     @classmethod
     def from_embeddings(
@@ -205,14 +212,17 @@ class Index:
         model: Any = None,
         settings: IndexSettings | Mapping[str, Any] | None = None,
         show_progress: bool | None = None,
+        device: Any = None,
         **setting_overrides: Any,
     ) -> "Index":
         """Index precomputed per-passage vectors (a list of ``[n_i, dim]`` arrays or tensors).
 
         Same pipeline and checks as :meth:`build`. ``texts`` (optional) are
         stored with the passages; ``model`` (a name or a ColBERT, optional) is
-        recorded so that text queries can be encoded later.
+        recorded so that text queries can be encoded later. ``device``: where
+        compression and later searches run (as in :meth:`build`).
         """
+        where = resolve_device(device)
         settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
         tensors = as_embedding_list(doc_embeddings)
         n = len(tensors)
@@ -227,8 +237,8 @@ class Index:
                                    texts=TextCollection(text_list) if text_list is not None else None,
                                    show_progress=show_progress, doc_ids=ids, metadata=meta,
                                    model_info=describe_model(model),
-                                   extra_manifest={"source": {"kind": "from_embeddings"}})
-        return cls(target, snapshot, model)
+                                   extra_manifest={"source": {"kind": "from_embeddings"}}, device=where)
+        return cls(target, snapshot, model, device=where)
 
     @staticmethod
     def in_memory(collection: Any, *, model: Any = DEFAULT_MODEL, doc_ids: Any = None, metadata: Any = None,
@@ -255,15 +265,19 @@ class Index:
     # ------------------------------------------------------------------ load
 
     @classmethod
-    def load(cls, path: str | os.PathLike, *, model: Any = None, mmap: bool = False, check_hashes: bool = True) -> "Index":
+    def load(cls, path: str | os.PathLike, *, model: Any = None, mmap: bool = False, check_hashes: bool = True,
+             device: Any = None) -> "Index":
         """Open the index at ``path`` (a folder, or a name under the index root).
 
         ``model``: a ColBERT, or a name / path loaded on first use, to encode
         text queries with (default: the manifest's model, loaded on first use).
         ``mmap=True`` maps the arrays read-only instead of reading them.
         ``check_hashes=False`` skips the sha256 check of every file (sizes and
-        array headers are still checked).
+        array headers are still checked). ``device="cuda"`` searches on the GPU
+        (the arrays are copied there once per generation; the files are the same
+        whichever device built them); default: the CPU.
         """
+        where = resolve_device(device)
         root = Path(path)
         if not root.exists() and not root.is_absolute() and (default_root() / root).exists():
             root = default_root() / root
@@ -272,7 +286,7 @@ class Index:
         if model is not None and getattr(model, "dim", None) not in (None, snapshot.dim):
             snapshot.close()
             raise ValueError(f"the model makes {model.dim}-d vectors but the index holds {snapshot.dim}-d vectors")
-        return cls(root if (root / "CURRENT").exists() else snapshot.generation, snapshot, model)
+        return cls(root if (root / "CURRENT").exists() else snapshot.generation, snapshot, model, device=where)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -319,6 +333,11 @@ class Index:
         return True
 
     # ------------------------------------------------------------------ what it is
+    @property
+    def device(self) -> torch.device:
+        """Where searches run (``Index.load(..., device=...)``; default the CPU)."""
+        return self._device or torch.device("cpu")
+
     @property
     def mmap(self) -> bool:
         return self._snapshot.mmap
@@ -414,14 +433,15 @@ class Index:
         with self._pinned() as snapshot:
             encoder = _LazyEncoder(self)
             return engine.search_texts(snapshot, encoder, queries, k, first_stage=first_stage, candidates=candidates,
-                                       where=where, group_by_doc=group_by_doc, options=options)
+                                       where=where, group_by_doc=group_by_doc, options=options, device=self._device)
 
     def search_embeddings(self, Q: Any, k: int = 10, *, where: Mapping[str, Any] | None = None,
                           group_by_doc: bool = False, **options: Any) -> SearchResults:
         """Search with precomputed query vectors ``Q`` (``[Lq, dim]`` or ``[n, Lq, dim]``, numpy or torch;
         all-zero rows are padding): :class:`SearchResults` ``[n, k]``, padded with ``-inf`` / ``-1``."""
         with self._pinned() as snapshot:
-            return engine.search_vectors(snapshot, Q, k, where=where, group_by_doc=group_by_doc, options=options)
+            return engine.search_vectors(snapshot, Q, k, where=where, group_by_doc=group_by_doc, options=options,
+                                         device=self._device)
 
     def hits(self, results: SearchResults, i: int = 0, *, query_length: int | None = None) -> list[Hit]:
         """``Hit`` objects for query ``i`` of ``results`` (``query_length``: its vectors, for ``normalized_score``)."""
