@@ -71,6 +71,10 @@ class CollectionError(ColjaError, ValueError):
     """Documents, doc ids or metadata given to build or change an index are invalid (nothing was written)."""
 
 
+class DiskFullError(ColjaError, OSError):
+    """The disk (or quota) filled up while an index was written; the index is as it was before the write."""
+
+
 class StaleIndexWarning(UserWarning):
     """The collection has drifted far from what the index centroids were trained on."""
 
@@ -78,6 +82,7 @@ class StaleIndexWarning(UserWarning):
 __all__ = [
     "ColjaError",
     "ModelLoadError",
+    "DiskFullError",
     "IndexNotFoundError",
     "IndexExistsError",
     "IndexFormatError",

@@ -11,7 +11,7 @@ Steps (in the order of colbert-ai's ``CollectionIndexer``):
 5. encode (reusing the sample's vectors where the encoder is a model) and
    compress the collection chunk by chunk, appending codes / residuals / norms
    to scratch files, the documents to SQLite, the (code, pid) pairs to the IVF;
-6. assemble the final ``.npy`` files with ``open_memmap`` and return the manifest;
+6. assemble the final ``.npy`` files (plain writes, never a memory map) and return the manifest;
    the caller adds stored first stages and commits (:class:`colja.index.writes.IndexWriter`).
 
 Only one chunk of float32 vectors is in memory at a time (plus the k-means
@@ -39,7 +39,7 @@ from colja.index.ivf import IVFBuilder
 from colja.index.kmeans import train_centroids
 from colja.index.planning import plan_centroids, plan_sample
 from colja.index.settings import IndexSettings
-from colja.index.store import DOCSTORE, GenerationWriter, fault_point, new_manifest
+from colja.index.store import DOCSTORE, GenerationWriter, NpyWriter, fault_point, new_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -127,15 +127,13 @@ class _Bar:
 
 
 def _assemble(out_path: Path, raw_path: Path, dtype: Any, shape: tuple[int, ...]) -> None:
-    """Copy a raw scratch file into a ``.npy`` file of ``shape`` (memory-mapped, block by block)."""
-    out = np.lib.format.open_memmap(out_path, mode="w+", dtype=dtype, shape=shape)
-    if shape[0]:
-        src = np.memmap(raw_path, dtype=dtype, mode="r", shape=shape)
-        for start in range(0, shape[0], _COPY_ROWS):
-            out[start : start + _COPY_ROWS] = src[start : start + _COPY_ROWS]
-        del src
-    out.flush()
-    del out
+    """Copy a raw scratch file into a ``.npy`` file of ``shape`` (block by block, plain writes)."""
+    with NpyWriter(out_path, dtype, shape) as out:
+        if shape[0]:
+            src = np.memmap(raw_path, dtype=dtype, mode="r", shape=shape)
+            for start in range(0, shape[0], _COPY_ROWS):
+                out.write(src[start : start + _COPY_ROWS])
+            del src
 
 
 @dataclass

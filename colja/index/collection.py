@@ -7,6 +7,7 @@ on disk. Texts come from a list, any iterable (materialised once), or a
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Sequence
 from typing import Any, Iterable
@@ -183,7 +184,14 @@ def as_embedding_list(doc_embeddings: Any, *, allow_empty: bool = False) -> list
     out: list[torch.Tensor] = []
     dim = None
     for i, item in enumerate(items):
-        tensor = item if isinstance(item, torch.Tensor) else _as_tensor(item)
+        if item is None or isinstance(item, (str, bytes, dict)):
+            raise CollectionError(f"doc_embeddings[{i}] is {type(item).__name__} ({item!r:.40}); "
+                                  "every item must be a [n_i, dim] float array or tensor")
+        try:
+            tensor = item if isinstance(item, torch.Tensor) else _as_tensor(item)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise CollectionError(f"doc_embeddings[{i}] is not a numeric [n_i, dim] array "
+                                  f"({type(item).__name__}: {exc})") from None
         if tensor.dim() != 2:
             raise CollectionError(f"doc_embeddings[{i}] must be 2-D [n_i, dim], got shape {tuple(tensor.shape)}")
         if not tensor.is_floating_point():
@@ -201,6 +209,19 @@ def as_embedding_list(doc_embeddings: Any, *, allow_empty: bool = False) -> list
 
 
 
+SPLIT_ID_RE = re.compile(r"#\d+$")
+
+
+def check_split_doc_ids(doc_ids: Sequence[str] | None) -> None:
+    """With ``split=True`` passage ``j`` of document ``d`` is ``f"{d}#{j}"``: that form is reserved,
+    so a document id ending in ``#<number>`` is refused (the same rule in build, add and update)."""
+    for i, doc_id in enumerate(doc_ids or ()):
+        if SPLIT_ID_RE.search(doc_id):
+            raise CollectionError(
+                f"doc_ids[{i}] = {doc_id!r} ends in '#<number>', the form of split passage ids "
+                "('<document id>#<j>'); with split=True choose ids without that ending (e.g. replace '#' with '_')")
+
+
 def split_collection(splitter: Any, texts: TextCollection, doc_ids: list[str] | None,
                      metadata: list[str | None] | None) -> tuple[TextCollection, list[str], list[str | None] | None,
                                                                  list[str | None], list[tuple[int, int] | None]]:
@@ -209,6 +230,7 @@ def split_collection(splitter: Any, texts: TextCollection, doc_ids: list[str] | 
     Passage ``j`` of document ``d`` is ``f"{d}#{j}"`` (``d`` defaults to the
     document's position as a string) and carries ``d``'s metadata.
     """
+    check_split_doc_ids(doc_ids)
     ids: list[str] = []
     out_texts: list[str] = []
     parents: list[str | None] = []

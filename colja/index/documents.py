@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from colja.errors import CollectionError
-from colja.index.collection import as_embedding_list, check_doc_ids, dump_all_metadata
+from colja.index.collection import as_embedding_list, check_doc_ids, check_split_doc_ids, dump_all_metadata
 
 
 @dataclass
@@ -60,6 +60,8 @@ class NewDocuments:
         if ids is None:
             ids = [str(first_default + i) for i in range(len(self.pieces))]
         self.passage_ids, self.parent_ids = [], []
+        if self.split:
+            check_split_doc_ids(ids)
         for doc_id, doc in zip(ids, self.pieces):
             if self.split:
                 self.passage_ids.extend(f"{doc_id}#{j}" for j in range(len(doc)))

@@ -34,7 +34,7 @@ from colja import kernels
 from colja.errors import IndexFormatError
 from colja.index.codec import ResidualCodec
 from colja.index.docstore import DocStore
-from colja.index.store import DOCSTORE, open_generation
+from colja.index.store import DOCSTORE, open_generation, unpin_generation
 
 _WHERE_CACHE = 8  # filter masks kept per snapshot
 
@@ -52,7 +52,7 @@ class IndexSnapshot:
     """Arrays (as tensors), manifest, codec, document store and stored first stages of one generation."""
 
     def __init__(self, generation: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], docs: DocStore,
-                 *, mmap: bool = False):
+                 *, mmap: bool = False, pin: int | None = None):
         self.generation = Path(generation)
         self.manifest = manifest
         self.arrays = arrays  # the numpy arrays (memmaps with mmap=True) the tensors view
@@ -78,6 +78,7 @@ class IndexSnapshot:
         self.codec = ResidualCodec(self.centroids.float(), self.bucket_cutoffs, self.bucket_weights,
                                    self.avg_residual, self.nbits)
         self._lock = threading.Lock()
+        self._reader_lock = pin  # the generation's shared lock (see colja.index.store), released at close
         self._pins = 0  # searches running on this snapshot
         self._retired = False  # replaced by a newer snapshot: close once the last search ends
         self._closed = False
@@ -91,16 +92,18 @@ class IndexSnapshot:
     @classmethod
     def open(cls, path: str | os.PathLike, *, mmap: bool = False, check_hashes: bool = True) -> "IndexSnapshot":
         """The live generation of the index folder ``path`` (or a generation folder), validated."""
-        gen, manifest, arrays = open_generation(path, mmap=mmap, check_hashes=check_hashes)
+        gen, manifest, arrays, pin = open_generation(path, mmap=mmap, check_hashes=check_hashes, pin=True)
         try:
             docs = DocStore.open(gen / DOCSTORE)
             count = docs.count()
         except Exception as exc:  # sqlite3.DatabaseError, ValueError
+            unpin_generation(pin)
             raise IndexFormatError(f"{gen / DOCSTORE}: unreadable document store ({exc})") from exc
         if count != int(manifest["counts"]["passages"]):
             docs.close()
+            unpin_generation(pin)
             raise IndexFormatError(f"{gen / DOCSTORE}: {count} passages, the manifest says {manifest['counts']['passages']}")
-        return cls(gen, manifest, arrays, docs, mmap=mmap)
+        return cls(gen, manifest, arrays, docs, mmap=mmap, pin=pin)
 
     # ------------------------------------------------------------------ contents
     @property
@@ -201,7 +204,7 @@ class IndexSnapshot:
             if close:
                 self._closed = True
         if close:
-            self.docs.close()
+            self._close_files()
 
     def retire(self) -> None:
         """A newer snapshot replaced this one: close it now, or when its running searches end."""
@@ -211,12 +214,23 @@ class IndexSnapshot:
             if close:
                 self._closed = True
         if close:
-            self.docs.close()
+            self._close_files()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
+        self._close_files()
+
+    def _close_files(self) -> None:
         self.docs.close()
+        pin, self._reader_lock = self._reader_lock, None
+        unpin_generation(pin)
+
+    def __del__(self) -> None:  # an Index dropped without close(): let writers remove the generation
+        pin = getattr(self, "_reader_lock", None)
+        if pin is not None:
+            self._reader_lock = None
+            unpin_generation(pin)
 
     def __repr__(self) -> str:
         return (f"IndexSnapshot({str(self.generation)!r}, passages={self.num_passages}, "

@@ -35,7 +35,7 @@ from colja.index.docstore import DocStore, dump_metadata
 from colja.index.ivf import build_ivf
 from colja.index.settings import IndexSettings
 from colja.index.snapshot import IndexSnapshot
-from colja.index.store import DOCSTORE, check_target, new_manifest
+from colja.index.store import DOCSTORE, NpyWriter, check_target, new_manifest
 from colja.index.writes import IndexWriter
 
 logger = logging.getLogger(__name__)
@@ -196,26 +196,23 @@ def import_stanford(source: str | Path, target: str | Path, *, model: Any = None
     total = stanford.num_embeddings
     with IndexWriter(target, new_index=True) as w:
         writer = w.files
-        codes_out = np.lib.format.open_memmap(writer.path("codes.npy"), mode="w+", dtype=np.int32, shape=(total,))
-        res_out = np.lib.format.open_memmap(writer.path("residuals.npy"), mode="w+", dtype=np.uint8, shape=(total, codec.packed_dim))
-        norms_out = np.lib.format.open_memmap(writer.path("norms.npy"), mode="w+", dtype=np.float32, shape=(total,))
-        offset = 0
-        for i in range(stanford.num_chunks):
-            codes, residuals = stanford.chunk(i)
-            if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codec.num_centroids):
-                raise IndexFormatError(f"{stanford.folder / f'{i}.codes.pt'}: codes outside [0, {codec.num_centroids})")
-            k = codes.shape[0]
-            codes_out[offset : offset + k] = codes.numpy()
-            res_out[offset : offset + k] = residuals.numpy()
-            norms_out[offset : offset + k] = codec.norms(codes, residuals).numpy()
-            offset += k
-        codes_all = np.asarray(codes_out)
-        for array in (codes_out, res_out, norms_out):
-            array.flush()
+        with NpyWriter(writer.path("codes.npy"), np.int32, (total,)) as codes_out, \
+                NpyWriter(writer.path("residuals.npy"), np.uint8, (total, codec.packed_dim)) as res_out, \
+                NpyWriter(writer.path("norms.npy"), np.float32, (total,)) as norms_out:
+            for i in range(stanford.num_chunks):
+                codes, residuals = stanford.chunk(i)
+                if codes.numel() and (int(codes.min()) < 0 or int(codes.max()) >= codec.num_centroids):
+                    raise IndexFormatError(f"{stanford.folder / f'{i}.codes.pt'}: codes outside [0, {codec.num_centroids})")
+                codes_out.write(codes.numpy())
+                res_out.write(residuals.numpy())
+                norms_out.write(codec.norms(codes, residuals).numpy())
         doclens = np.concatenate(stanford.doclens).astype(np.int64)
         stored = stanford.ivf()
-        ivf, ivf_lengths = stored if stored is not None else build_ivf(codes_all, doclens, codec.num_centroids)
-        del codes_all, codes_out, res_out, norms_out
+        if stored is None:
+            codes_all = np.load(writer.path("codes.npy"), mmap_mode="r", allow_pickle=False)
+            stored = build_ivf(np.asarray(codes_all), doclens, codec.num_centroids)
+            del codes_all
+        ivf, ivf_lengths = stored
         writer.save_array("centroids.npy", centroids16.numpy())
         writer.save_array("bucket_cutoffs.npy", codec.bucket_cutoffs.numpy())
         writer.save_array("bucket_weights.npy", codec.bucket_weights.numpy())

@@ -9,10 +9,24 @@ Layout::
 Writing (:class:`GenerationWriter`): files go into a temporary sibling folder
 and are fsynced; the manifest (sizes and sha256 of every file) is written
 last; the folder is renamed to ``gen-NNNNNN``; ``CURRENT`` is replaced through
-``os.replace`` of a fsynced temporary file; older generations are then
-removed (errors ignored: a reader may still have them mapped; leftovers go on
-the next write). Killing the process at any point leaves the previous
-generation current, or no ``CURRENT`` at all for a first build.
+``os.replace`` of a fsynced temporary file. Killing the process at any point
+leaves the previous generation current, or no ``CURRENT`` at all for a first build.
+
+Readers in other processes and threads never lose a generation under them:
+
+* every open snapshot holds a shared ``flock`` on its generation's ``.readers``
+  file (:func:`pin_generation`), released when the snapshot closes or the
+  process dies;
+* a generation that stops being current gets a ``.retired`` mark with the time;
+  a writer removes it (:func:`cleanup`, on each commit) only when it was retired
+  more than ``$COLJA_GENERATION_GRACE_S`` seconds ago (default 2: the window
+  between a reader reading ``CURRENT`` and pinning the generation it names) and
+  no reader holds its lock;
+* a reader that still loses the race (the generation vanished between reading
+  ``CURRENT`` and pinning it) reads ``CURRENT`` again (:func:`open_generation`).
+
+So a stale ``Index`` object keeps its whole generation — first stages it has
+not loaded yet included — until it is closed or refreshed.
 
 Reading (:func:`open_generation`) checks the format and version, then the
 presence, size and (optionally) sha256 of every file, and the ``.npy`` headers
@@ -23,6 +37,7 @@ that names the file and what is wrong.
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import hashlib
 import json
 import logging
@@ -30,6 +45,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import time
 import uuid
 from pathlib import Path
@@ -42,7 +58,7 @@ from typing import Any
 
 import numpy as np
 
-from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError
+from colja.errors import DiskFullError, IndexExistsError, IndexFormatError, IndexNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +71,10 @@ GEN_RE = re.compile(r"^gen-(\d{6,})$")
 TMP_PREFIX = ".tmp-gen-"
 FAULT_ENV = "COLJA_FAULT_AT"
 LOCK = ".lock"
+READERS = ".readers"  # in a generation: readers hold a shared flock on it
+RETIRED = ".retired"  # in a generation: when it stopped being current (unix time)
+GRACE_ENV = "COLJA_GENERATION_GRACE_S"
+DEFAULT_GRACE_S = 2.0
 
 #: array files of a generation: name -> (dtype, ndim)
 ARRAYS: dict[str, tuple[str, int]] = {
@@ -115,11 +135,88 @@ def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
-    """``np.save`` without pickle, then fsync."""
-    with open(path, "wb") as f:
-        np.save(f, np.ascontiguousarray(array), allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
+    """Write ``array`` as a ``.npy`` file (no pickle), then fsync."""
+    array = np.asarray(array)
+    with NpyWriter(path, array.dtype, array.shape) as out:
+        out.write(array)
+
+
+class NpyWriter:
+    """A ``.npy`` file written block by block with plain ``write`` calls, then fsynced.
+
+    Never through a memory map: on a full disk a mapped write kills the process
+    with SIGBUS, a plain write raises ``OSError(ENOSPC)``.
+    """
+
+    def __init__(self, path: str | Path, dtype: Any, shape: tuple[int, ...]):
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype)
+        self.shape = tuple(int(s) for s in shape)
+        self.rows = 0
+        self._file = open(self.path, "wb")
+        try:
+            header = {"descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False, "shape": self.shape}
+            np.lib.format.write_array_header_2_0(self._file, header) if len(str(header)) > 60_000 \
+                else np.lib.format.write_array_header_1_0(self._file, header)
+        except BaseException:
+            self._file.close()
+            raise
+
+    def write(self, block: np.ndarray) -> None:
+        """Append rows (their trailing shape must match)."""
+        block = np.ascontiguousarray(block, dtype=self.dtype)
+        if block.shape[1:] != self.shape[1:] or (block.ndim == 0) != (len(self.shape) == 0):
+            raise ValueError(f"{self.path.name}: rows of shape {block.shape[1:]}, expected {self.shape[1:]}")
+        if block.size:
+            self._file.write(memoryview(block.reshape(-1)).cast("B"))
+        self.rows += block.shape[0] if block.ndim else 1
+
+    def close(self) -> None:
+        expected = self.shape[0] if self.shape else 1
+        if self.rows != expected:
+            self._file.close()
+            raise RuntimeError(f"{self.path.name}: {self.rows} rows written, {expected} declared")  # a bug
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+
+    def __enter__(self) -> "NpyWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self._file.close()
+
+
+def is_disk_full(exc: BaseException | None) -> bool:
+    """True when ``exc`` (or what caused it) means the disk or the quota is full."""
+    seen = 0
+    while exc is not None and seen < 10:
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if isinstance(exc, OSError) and exc.errno is None and " requested and " in str(exc):
+            return True  # numpy's short write
+        if isinstance(exc, sqlite3.Error) and ("disk is full" in str(exc) or getattr(exc, "sqlite_errorcode", None) == 13):
+            return True
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return False
+
+
+def disk_full_error(root: Path, exc: BaseException) -> DiskFullError:
+    """The error a write that filled the disk raises (after its partial generation was removed)."""
+    try:
+        free = shutil.disk_usage(root).free
+        free_text = f"{free / 1e6:.1f} MB free now"
+    except OSError:
+        free_text = "free space unknown"
+    current = current_generation_name(root) if root.is_dir() else None
+    kept = f"the index is unchanged ({current} is still current)" if current else "nothing was written"
+    return DiskFullError(errno.ENOSPC, f"the disk holding {root} filled up while writing the index "
+                         f"({type(exc).__name__}: {exc}); {kept}, the partial files were removed "
+                         f"({free_text}). Free space (a write needs room for the files it rewrites) and retry")
 
 
 def generation_number(name: str) -> int | None:
@@ -191,7 +288,13 @@ class GenerationWriter:
         self.number = self._next_number()
         self.name = f"gen-{self.number:06d}"
         self.dir = self.root / f"{TMP_PREFIX}{self.number:06d}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.dir.mkdir()
+        try:
+            self.dir.mkdir()
+        except OSError as exc:
+            self._unlock()
+            if is_disk_full(exc):
+                raise disk_full_error(self.root, exc) from exc
+            raise
         self.committed = False
         self._known: dict[str, dict[str, Any]] = {}  # linked files whose checksums are known
 
@@ -226,6 +329,8 @@ class GenerationWriter:
         if exc_type is not None or not self.committed:
             self.abort()
         self._unlock()
+        if exc is not None and not isinstance(exc, DiskFullError) and is_disk_full(exc):
+            raise disk_full_error(self.root, exc) from exc
 
     # ------------------------------------------------------------ files
 
@@ -299,6 +404,7 @@ class GenerationWriter:
         fsync_dir(self.dir)
         fault_point("before_rename")
         final = self.root / self.name
+        (self.dir / READERS).touch()  # not in the manifest: readers lock it
         os.rename(self.dir, final)
         self.dir = final
         fsync_dir(self.root)
@@ -330,18 +436,103 @@ class GenerationWriter:
         self._unlock()
 
 
-def cleanup(root: str | Path) -> None:
-    """Remove every generation and temporary file except the current generation (errors ignored).
+def grace_seconds() -> float:
+    """How long a retired generation is kept for readers that may be about to pin it."""
+    raw = os.environ.get(GRACE_ENV, "")
+    try:
+        value = float(raw) if raw.strip() else DEFAULT_GRACE_S
+    except ValueError:
+        raise ValueError(f"{GRACE_ENV} must be a number of seconds, got {raw!r}") from None
+    if not value >= 0:
+        raise ValueError(f"{GRACE_ENV} must be >= 0, got {raw!r}")
+    return value
+
+
+def pin_generation(gen: Path) -> int | None:
+    """Hold a shared lock on ``gen`` so that no writer removes it; returns the fd to
+    :func:`unpin_generation`, or None where the generation cannot be locked (read-only
+    copies, older indexes, non-POSIX systems: nobody writes those)."""
+    if fcntl is None:  # pragma: no cover - not POSIX
+        return None
+    try:
+        fd = os.open(gen / READERS, os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    except OSError:  # pragma: no cover - file systems without flock
+        os.close(fd)
+        return None
+    return fd
+
+
+def unpin_generation(fd: int | None) -> None:
+    if fd is not None:
+        try:
+            os.close(fd)  # releases the lock
+        except OSError:  # pragma: no cover
+            pass
+
+
+def _retired_since(gen: Path) -> float:
+    """When ``gen`` stopped being current (marking it now if it has no mark yet)."""
+    mark = gen / RETIRED
+    try:
+        return float(mark.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        now = time.time()
+        try:
+            mark.write_text(f"{now:.3f}\n", encoding="ascii")
+        except OSError:
+            pass
+        return now
+
+
+def _remove_if_unread(gen: Path) -> bool:
+    """Remove ``gen`` unless a reader holds its lock; True when removed."""
+    fd = None
+    if fcntl is not None and (gen / READERS).exists():
+        try:
+            fd = os.open(gen / READERS, os.O_RDONLY)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # BlockingIOError: a reader has it
+            if fd is not None:
+                os.close(fd)
+            return False
+    try:
+        # the lock file goes last, so a reader that opens it meanwhile finds no manifest and retries
+        for child in sorted(gen.iterdir(), key=lambda p: p.name == READERS):
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                child.unlink(missing_ok=True)
+        gen.rmdir()
+    except OSError:
+        pass
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return not gen.exists()
+
+
+def cleanup(root: str | Path, *, grace: float | None = None) -> None:
+    """Remove temporary files and the generations no reader can still need (errors ignored):
+    retired more than ``grace`` seconds ago (default :func:`grace_seconds`) and not pinned.
 
     Call only from a writer: a concurrent writer's temporary folder would be removed too.
     """
     root = Path(root)
     current = current_generation_name(root)
+    grace = grace_seconds() if grace is None else grace
     for child in root.iterdir():
         name = child.name
         if name == current or name == CURRENT:
             continue
-        if generation_number(name) is not None or name.startswith(TMP_PREFIX):
+        if generation_number(name) is not None:
+            retired = _retired_since(child)
+            if time.time() - retired >= grace:
+                _remove_if_unread(child)
+        elif name.startswith(TMP_PREFIX):
             shutil.rmtree(child, ignore_errors=True)
         elif name.startswith(CURRENT + ".tmp"):
             try:
@@ -391,14 +582,14 @@ def locate_generation(path: str | Path) -> Path:
         raise IndexFormatError(f"{path} is a file, not an index folder")
     if (path / MANIFEST).is_file() and not (path / CURRENT).exists():
         return path  # a generation folder given directly
-    for attempt in range(3):
+    for attempt in range(10):
         name = current_generation_name(path)
         if name is None:
             break
         gen = path / name
         if gen.is_dir():
             return gen
-        time.sleep(0.05 * (attempt + 1))  # a writer may have just switched and removed it
+        time.sleep(0.02 * (attempt + 1))  # a writer may have just switched and removed it
     else:
         raise IndexFormatError(f"{path / CURRENT} names {name!r}, but that folder is missing (the index was damaged)")
     names = [p.name for p in path.iterdir()]
@@ -499,13 +690,38 @@ def load_arrays(gen: Path, manifest: dict[str, Any], *, mmap: bool) -> dict[str,
     return arrays
 
 
-def open_generation(path: str | Path, *, mmap: bool = False, check_hashes: bool = True) -> tuple[Path, dict[str, Any], dict[str, np.ndarray]]:
-    """Locate, validate and load the live generation: ``(folder, manifest, arrays)``."""
-    gen = locate_generation(path)
-    manifest = read_manifest(gen)
-    verify_files(gen, manifest, check_hashes=check_hashes)
-    arrays = load_arrays(gen, manifest, mmap=mmap)
-    return gen, manifest, arrays
+def open_generation(path: str | Path, *, mmap: bool = False, check_hashes: bool = True,
+                    pin: bool = False) -> tuple[Path, dict[str, Any], dict[str, np.ndarray]] | tuple[Path, dict[str, Any], dict[str, np.ndarray], int | None]:
+    """Locate, validate and load the live generation: ``(folder, manifest, arrays)``.
+
+    ``pin=True`` also holds the generation for the caller (see :func:`pin_generation`)
+    and returns the lock as a fourth item. A generation that a writer removed
+    between reading ``CURRENT`` and opening it is retried on the new ``CURRENT``.
+    """
+    path = Path(path)
+    for attempt in range(20):
+        gen = locate_generation(path)
+        fd = pin_generation(gen) if pin else None
+        try:
+            manifest = read_manifest(gen)
+            verify_files(gen, manifest, check_hashes=check_hashes)
+            arrays = load_arrays(gen, manifest, mmap=mmap)
+        except (IndexFormatError, FileNotFoundError):
+            unpin_generation(fd)
+            if gen == path or attempt == 19 or not _switched(path, gen):
+                raise
+            time.sleep(0.01 * (attempt + 1))
+            continue
+        return (gen, manifest, arrays, fd) if pin else (gen, manifest, arrays)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _switched(root: Path, gen: Path) -> bool:
+    """True when ``root``'s ``CURRENT`` no longer names ``gen`` (or ``gen`` is gone): worth a retry."""
+    try:
+        return current_generation_name(root) != gen.name or not gen.is_dir()
+    except IndexFormatError:
+        return True
 
 
 def folder_bytes(gen: Path) -> int:

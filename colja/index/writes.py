@@ -57,7 +57,7 @@ from colja.index.ivf import chunk_pairs
 from colja.index.retrievers import FOLDER, build_stored, load_stored, rebuild_stored, reusable_encoder
 from colja.index.settings import IndexSettings, resolve_settings
 from colja.index.snapshot import IndexSnapshot
-from colja.index.store import ARRAYS, DOCSTORE, GenerationWriter, fault_point
+from colja.index.store import ARRAYS, DOCSTORE, GenerationWriter, NpyWriter, cleanup, fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -110,6 +110,10 @@ class IndexWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         assert self.files is not None
         self.files.__exit__(exc_type, exc, tb)
+
+    def tidy(self) -> None:
+        """Remove generations no reader needs any more (call after the caller released the old snapshot)."""
+        cleanup(self.root)
 
     def link(self, names: Sequence[str]) -> None:
         """Hard-link unchanged files of ``base`` into the next generation."""
@@ -433,13 +437,10 @@ def _write_appended(path: Path, old: np.ndarray, new: np.ndarray) -> None:
     dtype, tail = ARRAYS[path.name][0], old.shape[1:]
     if new.shape[1:] != tail:
         raise ValueError(f"{path.name}: appending rows of shape {new.shape[1:]} to rows of shape {tail}")
-    out = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=(old.shape[0] + new.shape[0], *tail))
-    for start in range(0, old.shape[0], _COPY_ROWS):
-        stop = min(old.shape[0], start + _COPY_ROWS)
-        out[start:stop] = old[start:stop]
-    out[old.shape[0] :] = new
-    out.flush()
-    del out
+    with NpyWriter(path, dtype, (old.shape[0] + new.shape[0], *tail)) as out:  # no memory map: see NpyWriter
+        for start in range(0, old.shape[0], _COPY_ROWS):
+            out.write(old[start : start + _COPY_ROWS])
+        out.write(new)
 
 
 def merge_ivf(ivf: np.ndarray, lengths: np.ndarray, codes: np.ndarray, doclens: np.ndarray,

@@ -27,6 +27,7 @@ from colja.model.tokenization import (
     query_length,
     query_tensors,
     resolve_special_ids,
+    tokenize_text,
     wordpiece_ids,
 )
 
@@ -194,13 +195,17 @@ class ColBERT(nn.Module):
             keep &= ~torch.isin(input_ids, self._skiplist_tensor.to(input_ids.device))
         return keep
 
+    def count_tokens(self, text: str) -> int:
+        """Word pieces in ``text`` (any length; thread-safe), without special tokens."""
+        return len(tokenize_text(self.tokenizer, text))
+
     # ------------------------------------------------------------------ tensors
     def tokenize_queries(self, texts: list[str], *, dynamic_length: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference query tensors ``(input_ids, attention_mask)``, long ``[n, L]``."""
         texts = check_texts(texts, what="queries")
         if not texts:
             return torch.empty((0, self.query_maxlen), dtype=torch.long), torch.empty((0, self.query_maxlen), dtype=torch.long)
-        pieces = wordpiece_ids(self.tokenizer, texts)
+        pieces = wordpiece_ids(self.tokenizer, texts, self.max_positions)
         dynamic = self.settings.dynamic_query_maxlen if dynamic_length is None else dynamic_length
         lengths = [query_length(len(p), self.settings, self.max_positions, dynamic) for p in pieces]
         return query_tensors(pieces, lengths, self.special_ids, self.settings)
@@ -208,7 +213,8 @@ class ColBERT(nn.Module):
     def tokenize_documents(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Reference document tensors ``(input_ids, attention_mask)``, padded to the longest."""
         texts = check_texts(texts, what="documents")
-        sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts), self.special_ids, self.settings)
+        sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts, self.settings.doc_maxlen),
+                                             self.special_ids, self.settings)
         self._warn_truncated(truncated, len(texts), stacklevel=3)
         if not sequences:
             return torch.empty((0, 0), dtype=torch.long), torch.empty((0, 0), dtype=torch.long)
@@ -235,7 +241,7 @@ class ColBERT(nn.Module):
         _check_batch_size(batch_size)
         if not texts:
             return torch.empty((0, self.query_maxlen, self.dim))
-        pieces = wordpiece_ids(self.tokenizer, texts)
+        pieces = wordpiece_ids(self.tokenizer, texts, self.max_positions)
         dynamic = self.settings.dynamic_query_maxlen if dynamic_length is None else dynamic_length
         lengths = [query_length(len(p), self.settings, self.max_positions, dynamic) for p in pieces]
         if dynamic and any(len(p) + 3 > n for p, n in zip(pieces, lengths)):
@@ -275,7 +281,8 @@ class ColBERT(nn.Module):
         """
         texts = check_texts(texts, what="documents")
         _check_batch_size(batch_size)
-        sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts), self.special_ids, self.settings)
+        sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts, self.settings.doc_maxlen),
+                                             self.special_ids, self.settings)
         self._warn_truncated(truncated, len(texts), stacklevel=4)
         n = len(sequences)
         order = sorted(range(n), key=lambda i: -len(sequences[i])) if sort_by_length else list(range(n))

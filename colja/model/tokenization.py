@@ -8,18 +8,29 @@ punctuation skiplist and padding are dropped after encoding.
 
 Texts are word-piece tokenized once, without padding, so batches can be formed
 by length afterwards (see :func:`pad_batch`).
+
+Huge texts and threads: MeCab (inside the tokenizer) crashes the process on
+texts near a million characters and is not thread-safe. So texts are cut, in
+characters, to what the model can use (:func:`char_budget`: far above what
+``max_tokens`` word pieces can consume) before tokenization, every call into
+one tokenizer holds that tokenizer's lock, and texts that must be tokenized
+whole (the passage splitter) go to MeCab in pieces
+(:func:`tokenize_text`, :mod:`colja.text.pieces`).
 """
 
 from __future__ import annotations
 
 import math
 import string
+import threading
+import weakref
 from dataclasses import dataclass
 
 import torch
 
 from colja.errors import ModelLoadError
 from colja.model.settings import ColBERTSettings
+from colja.text.pieces import MECAB_PIECE_CHARS, text_pieces
 
 
 @dataclass(frozen=True)
@@ -81,9 +92,57 @@ def punctuation_skiplist(tokenizer, settings: ColBERTSettings) -> frozenset[int]
     return frozenset(ids)
 
 
-def wordpiece_ids(tokenizer, texts: list[str]) -> list[list[int]]:
-    """Word-piece ids of each text, without special tokens or truncation."""
-    return [tokenizer.convert_tokens_to_ids(tokenizer.tokenize(t)) if t else [] for t in texts]
+#: characters kept per usable token: a word piece covers at least one character, so
+#: 64 leaves room for whitespace and markup between them
+CHARS_PER_TOKEN = 64
+_MIN_CHARS = 4096
+_locks_guard = threading.Lock()
+_fallback_lock = threading.Lock()
+_locks: "weakref.WeakKeyDictionary[object, threading.Lock]" = weakref.WeakKeyDictionary()
+
+
+def char_budget(max_tokens: int) -> int:
+    """Characters of a text kept before tokenization when at most ``max_tokens`` pieces are used."""
+    return max(_MIN_CHARS, CHARS_PER_TOKEN * int(max_tokens))
+
+
+def tokenizer_lock(tokenizer) -> threading.Lock:
+    """The lock every call into ``tokenizer`` holds (MeCab's tagger is not thread-safe).
+
+    Kept beside the tokenizer, not on it, so that models stay deep-copyable and picklable.
+    """
+    with _locks_guard:
+        try:
+            lock = _locks.get(tokenizer)
+            if lock is None:
+                lock = _locks[tokenizer] = threading.Lock()
+        except TypeError:  # pragma: no cover - not weak-referenceable
+            lock = _fallback_lock
+    return lock
+
+
+def tokenize_text(tokenizer, text: str) -> list[str]:
+    """``tokenizer.tokenize(text)`` for a text of any length, safe from several threads."""
+    with tokenizer_lock(tokenizer):
+        if len(text) <= MECAB_PIECE_CHARS:
+            return tokenizer.tokenize(text)
+        return [token for piece in text_pieces(text) for token in tokenizer.tokenize(piece)]
+
+
+def wordpiece_ids(tokenizer, texts: list[str], max_tokens: int | None = None) -> list[list[int]]:
+    """Word-piece ids of each text, without special tokens or truncation.
+
+    ``max_tokens``: the most pieces the caller will use; longer texts are first cut
+    to :func:`char_budget` characters (the caller still sees more than
+    ``max_tokens`` pieces, so it knows the text was truncated).
+    """
+    limit = char_budget(max_tokens) if max_tokens is not None else None
+    out = []
+    for t in texts:
+        if limit is not None and len(t) > limit:
+            t = t[:limit]
+        out.append(tokenizer.convert_tokens_to_ids(tokenize_text(tokenizer, t)) if t else [])
+    return out
 
 
 def query_length(n_pieces: int, settings: ColBERTSettings, max_positions: int, dynamic: bool) -> int:

@@ -27,6 +27,9 @@ class SearchSettings:
     nfinal: int | None = None
     exhaustive: bool = False
 
+    def __post_init__(self) -> None:
+        self.validate()
+
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in dataclasses.fields(cls)]
@@ -46,8 +49,8 @@ class SearchSettings:
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value <= 0):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         t = self.centroid_score_threshold
-        if t is not None and not isinstance(t, (int, float)):
-            raise ValueError(f"centroid_score_threshold must be a number, got {t!r}")
+        if t is not None and (not isinstance(t, (int, float)) or isinstance(t, bool) or t != t or t in (float("inf"), float("-inf"))):
+            raise ValueError(f"centroid_score_threshold must be a finite number (cosine scores lie in [-1, 1]), got {t!r}")
 
     def resolve(self, k: int, num_passages: int, num_centroids: int) -> "SearchSettings":
         """Fill every ``None`` with the default for this k and collection size.

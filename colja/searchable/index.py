@@ -30,6 +30,7 @@ from colja.errors import ModelLoadError
 from colja.index.build import ListSource, ModelSource
 from colja.index.codec import check_dims
 from colja.index.collection import (TextCollection, as_embedding_list, as_text_collection, check_doc_ids,
+                                    check_split_doc_ids,
                                     check_texts_for, dump_all_metadata, split_collection)
 from colja.index.documents import check_id_list, check_split_options, prepare_documents
 from colja.index.retrievers import check_name, check_spec
@@ -172,6 +173,8 @@ class Index:
         settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
         texts = as_text_collection(collection, text_column=text_column)
         ids = check_doc_ids(doc_ids, texts.num_passages)
+        if split:
+            check_split_doc_ids(ids)
         meta = dump_all_metadata(metadata, texts.num_passages)
         target = check_target(_target(path, name), overwrite=overwrite)
         if model is None:
@@ -457,6 +460,9 @@ class Index:
         try:
             with w:
                 yield w
+                if w.snapshot is not None:  # adopt, then remove what this object no longer pins (lock still held)
+                    self._adopt(w.snapshot)
+                    w.tidy()
         finally:
             newest = w.snapshot if w.snapshot is not None else (w.base if w.opened_base else None)
             if newest is not None:

@@ -14,6 +14,7 @@ import unicodedata
 from typing import Iterable
 
 from colja.errors import MissingDependencyError
+from colja.text.pieces import text_pieces
 
 #: First POS fields (UniDic ``pos1``) whose words are dropped.
 DROPPED_POS = frozenset({"補助記号", "空白"})
@@ -58,8 +59,9 @@ class MecabWordTokenizer:
         if not text:
             return []
         drop = self.dropped_pos
+        tagger = self._tagger()
         # feature_raw starts with the POS fields; reading it is ~2x faster than node.feature.
-        return [node.surface for node in self._tagger()(text)
+        return [node.surface for piece in text_pieces(text) for node in tagger(piece)
                 if node.feature_raw.partition(",")[0] not in drop]
 
     def tokenize_many(self, texts: Iterable[str]) -> list[list[str]]:

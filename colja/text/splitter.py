@@ -76,9 +76,12 @@ class PassageSplitter:
     @classmethod
     def for_model(cls, model, max_tokens: int | None = None, overlap: int = 0) -> "PassageSplitter":
         """A splitter measuring with ``model``'s tokenizer; default size fills ``doc_maxlen``."""
-        tokenizer = model.tokenizer
         limit = max_tokens if max_tokens is not None else model.doc_maxlen - 3
-        return cls(lambda t: len(tokenizer.tokenize(t)), limit, overlap)
+        count = getattr(model, "count_tokens", None)
+        if count is None:
+            tokenizer = model.tokenizer
+            count = lambda t: len(tokenizer.tokenize(t))  # noqa: E731
+        return cls(count, limit, overlap)
 
     def split(self, text: str) -> list[Passage]:
         """Passages of ``text`` in order. An empty or blank text gives one empty passage."""

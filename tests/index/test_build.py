@@ -181,16 +181,21 @@ def test_existing_path_needs_overwrite(tmp_path, built_small, docs_small):
     assert snapshot(built_small) == before
 
 
-def test_overwrite_replaces_atomically(tmp_path, docs_small):
+def test_overwrite_replaces_atomically(tmp_path, docs_small, monkeypatch):
+    from colja.index.store import cleanup
+
+    monkeypatch.setenv("COLJA_GENERATION_GRACE_S", "0")
     path = tmp_path / "idx"
     old = Index.from_embeddings(docs_small[:30], path)
     old_scores = old.passage_vectors([0])[0].clone()
     new = Index.from_embeddings(docs_small[30:80], path, overwrite=True)
     assert new.num_passages == 50 and new.generation.name == "gen-000002"
-    assert sorted(p.name for p in path.iterdir()) == [".lock", "CURRENT", "gen-000002"]
-    # the old object still reads its (deleted) generation's data: arrays were loaded in memory
+    # the old object still holds (pins) its generation and reads it
+    assert sorted(p.name for p in path.iterdir()) == [".lock", "CURRENT", "gen-000001", "gen-000002"]
     assert torch.equal(old.passage_vectors([0])[0], old_scores)
     old.close()
+    cleanup(path)  # what the next write does: the unpinned generation goes
+    assert sorted(p.name for p in path.iterdir()) == [".lock", "CURRENT", "gen-000002"]
     new.close()
 
 

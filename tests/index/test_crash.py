@@ -90,7 +90,8 @@ def data_file(tmp_path_factory):
     return file
 
 
-def test_killed_overwrite_keeps_the_old_index(tmp_path, data_file):
+def test_killed_overwrite_keeps_the_old_index(tmp_path, data_file, monkeypatch):
+    monkeypatch.setenv("COLJA_GENERATION_GRACE_S", "0")  # no reader is left to wait for
     path = tmp_path / "idx"
     old = Index.from_embeddings(clustered_docs(n_docs=40, seed=8), path, texts=[f"old {i}" for i in range(40)])
     old.close()

@@ -40,7 +40,7 @@ def test_layout_and_manifest(built_small):
     gen = gen_of(built_small)
     assert gen.name == "gen-000001"
     names = {p.name for p in gen.iterdir()}
-    assert names == set(ARRAYS) | {"docs.sqlite", MANIFEST}
+    assert names == set(ARRAYS) | {"docs.sqlite", MANIFEST, ".readers"}  # readers lock .readers
     manifest = json.loads((gen / MANIFEST).read_text())
     assert manifest["format"] == "colja-index" and manifest["format_version"] == FORMAT_VERSION
     assert set(manifest["versions"]) >= {"colja", "torch", "numpy"}
@@ -214,7 +214,8 @@ def _write_min_generation(writer, value):
     (writer.path("docs.sqlite")).write_bytes(b"x")
 
 
-def test_generation_writer_switch_cleanup_and_links(tmp_path):
+def test_generation_writer_switch_cleanup_and_links(tmp_path, monkeypatch):
+    monkeypatch.setenv("COLJA_GENERATION_GRACE_S", "0")
     root = tmp_path / "idx"
     with GenerationWriter(root) as w:
         _write_min_generation(w, 1)

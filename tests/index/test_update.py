@@ -146,8 +146,8 @@ def test_other_loaded_index_keeps_working_and_refreshes(small):
     expect = other.search_embeddings(Q, 5)
     index.delete(["d10"])
     index.add(["n"], embeddings=clustered_docs(n_docs=1, seed=2))
-    # the old generation folder is gone, the old objects still answer as before
-    assert not other.generation.exists()
+    # the old generation is kept while objects hold it, and they answer as before
+    assert other.generation.exists() and mapped.generation == other.generation
     for stale in (other, mapped):
         got = stale.search_embeddings(Q, 5)
         np.testing.assert_array_equal(got.pids, expect.pids)

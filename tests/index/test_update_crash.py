@@ -72,7 +72,8 @@ def data_file(tmp_path_factory):
     return file
 
 
-def test_kill_during_add_leaves_before_or_after(tmp_path, data_file):
+def test_kill_during_add_leaves_before_or_after(tmp_path, data_file, monkeypatch):
+    monkeypatch.setenv("COLJA_GENERATION_GRACE_S", "0")  # no reader is left to wait for
     path = tmp_path / "idx"
     Index.from_embeddings(clustered_docs(n_docs=30, seed=12), path, doc_ids=[f"d{i}" for i in range(30)]).close()
     before = _answers(path)
