@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Mapping, Optional
 
-from colja.integrations._common import (Reranker, as_value_error, check_searchable, check_writable, hit_metadata,
+from colja.integrations._common import (HIT_KEYS, Reranker, as_value_error, check_searchable, check_writable, hit_metadata,
                                         own_metadata, require, search_options)
 
 require("llama_index.core", "llamaindex")
@@ -38,7 +38,10 @@ OPERATORS = {FilterOperator.EQ: "$eq", FilterOperator.NE: "$ne", FilterOperator.
 
 def hit_to_node(hit: Any) -> NodeWithScore:
     """A ``NodeWithScore`` for a colja ``Hit``: ``TextNode(id_=doc_id, text, metadata)`` with the raw MaxSim score."""
-    node = TextNode(id_=hit.doc_id, text=hit.text or "", metadata=hit_metadata(hit))
+    meta = hit_metadata(hit)
+    search_keys = [k for k in HIT_KEYS if k in meta]  # for the application, not for the LLM or an embedder
+    node = TextNode(id_=hit.doc_id, text=hit.text or "", metadata=meta,
+                    excluded_llm_metadata_keys=search_keys, excluded_embed_metadata_keys=search_keys)
     return NodeWithScore(node=node, score=float(hit.score))
 
 
