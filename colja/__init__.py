@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from colja._lazy import lazy_exports
 
 from colja.errors import (
+    AuthenticationError,
     CheckpointError,
     CollectionError,
     ColjaError,
@@ -27,6 +28,7 @@ from colja.errors import (
     MiningError,
     MissingDependencyError,
     ModelLoadError,
+    ServerError,
     StaleIndexWarning,
     TrainingDataError,
     TruncationWarning,
@@ -47,10 +49,12 @@ _LAZY = {
     "SearchResults": "colja.search.results",
     "rerank": "colja.search.rerank",
     "rerank_batch": "colja.search.rerank",
+    "Client": "colja.server.client",
 }
 
 __all__ = [
     *_LAZY,
+    "AuthenticationError",
     "CheckpointError",
     "CollectionError",
     "ColjaError",
@@ -63,6 +67,7 @@ __all__ = [
     "MiningError",
     "MissingDependencyError",
     "ModelLoadError",
+    "ServerError",
     "StaleIndexWarning",
     "TrainingDataError",
     "TruncationWarning",

@@ -71,6 +71,18 @@ class CollectionError(ColjaError, ValueError):
     """Documents, doc ids or metadata given to build or change an index are invalid (nothing was written)."""
 
 
+class ServerError(ColjaError, RuntimeError):
+    """A colja server could not answer: unreachable, overloaded, timed out, or an internal error (``status``: HTTP)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(ServerError, PermissionError):
+    """A colja server refused the API key: missing or wrong (401), or read-only for a write (403)."""
+
+
 class StaleIndexWarning(UserWarning):
     """The collection has drifted far from what the index centroids were trained on."""
 
@@ -92,4 +104,6 @@ __all__ = [
     "TrainingDataError",
     "CheckpointError",
     "MiningError",
+    "ServerError",
+    "AuthenticationError",
 ]
