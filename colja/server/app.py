@@ -24,6 +24,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from colja._version import __version__
 from colja.server import schemas as s
@@ -84,6 +85,12 @@ def create_app(indexes: Mapping[str, Any], *, model: Any = None,
         parts = [f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body') or 'body'}: {e.get('msg')}"
                  for e in exc.errors()[:5]]
         return _error(request, 422, "ValueError", "invalid request body: " + "; ".join(parts))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = "NotFound" if exc.status_code == 404 else "MethodNotAllowed" if exc.status_code == 405 else "HTTPError"
+        return _error(request, exc.status_code, name, f"{exc.detail}: {request.method} {request.url.path}",
+                      getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -357,10 +364,18 @@ class _Guard:
             if message["type"] == "http.request":
                 received[0] += len(message.get("body", b""))
                 if received[0] > self.limit:
+                    scope["colja.too_large"] = True
                     raise _TooLarge()
             return message
 
         async def tracked_send(message):
+            if scope.get("colja.too_large"):  # the app answered the interrupted read its own way: answer 413
+                if message["type"] == "http.response.start" and not response_started[0]:
+                    response_started[0] = True
+                    status[0] = 413
+                    scope["colja.error"] = "RequestTooLarge"
+                    await self._too_large(scope, send)
+                return
             if message["type"] == "http.response.start":
                 status[0] = message["status"]
                 response_started[0] = True
