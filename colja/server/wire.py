@@ -74,7 +74,7 @@ def error_from_json(status: int, body: Any) -> Exception:
         return ServerError(status, f"HTTP {status}: {str(body)[:500]}")
     name, message = str(error.get("type", "")), str(error.get("message", ""))
     cls = getattr(colja_errors, name, None) if name in colja_errors.__all__ else _BUILTINS.get(name)
-    if isinstance(cls, type) and issubclass(cls, Exception) and status < 500:
+    if isinstance(cls, type) and issubclass(cls, Exception) and not issubclass(cls, ServerError) and status < 500:
         return cls(message)
     if status in (401, 403):
         return AuthenticationError(status, message)
