@@ -51,12 +51,14 @@ def add_parser(sub) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--api-keys", default=None, metavar="FILE",
                    help="file of '<key> read|write' lines; then every request needs 'Authorization: Bearer <key>'")
-    p.add_argument("--workers", type=int, default=4, help="threads answering searches (default 4)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="threads answering searches (default 1: torch already uses every core; more for GPUs)")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds per request before a 504 (default 60)")
     p.add_argument("--max-request-mb", type=int, default=8, help="largest request body in MiB (default 8)")
+    p.add_argument("--max-batch", type=int, default=32,
+                   help="concurrent single-query searches run as one batch of at most this many (1: no batching; default 32)")
     p.add_argument("--batch-window-ms", type=float, default=2.0,
-                   help="wait this long to encode concurrent queries together (0: off; default 2)")
-    p.add_argument("--max-batch", type=int, default=32, help="most queries encoded in one model call (default 32)")
+                   help="a batch waits this long for queries of requests already in flight (0: no waiting; default 2)")
     p.add_argument("--mmap", action="store_true", help="memory-map the index arrays instead of reading them")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds to finish requests in flight on shutdown (default 30)")

@@ -57,7 +57,7 @@ def create_app(indexes: Mapping[str, Any], *, model: Any = None,
         raise TypeError("pass either settings= or its fields as keywords, not both")
     keys = as_api_keys(api_keys)
     service = Service(indexes, model=model, settings=settings)
-    metrics = Metrics(batchers=lambda: list(service.batchers.values()))
+    metrics = Metrics(batchers=lambda: [service.batcher])
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -117,9 +117,19 @@ def create_app(indexes: Mapping[str, Any], *, model: Any = None,
 
     reader, writer = need(READ), need(WRITE)
 
-    async def call(fn, *, search: bool = False):
+    async def call(fn):
         try:
-            return await service.read(fn, search=search)
+            return await service.read(fn)
+        except ApiError:
+            raise
+        except Exception as exc:
+            raise _as_api_error(exc) from exc
+
+    async def search_one(slot, body: s.SearchRequest):
+        try:
+            kwargs = body.search_kwargs()
+            check_k(kwargs["k"])
+            return await service.search_one(slot, body.query, kwargs)
         except ApiError:
             raise
         except Exception as exc:
@@ -196,14 +206,7 @@ def create_app(indexes: Mapping[str, Any], *, model: Any = None,
     @app.post("/v1/indexes/{name}/search", tags=["search"], dependencies=[reader])
     async def search(name: str, body: s.SearchRequest) -> JSONResponse:
         """Hits for one query: every option of ``Index.search``."""
-        slot = service.slot(name)
-
-        def run():
-            kwargs = body.search_kwargs()
-            check_k(kwargs["k"])
-            return slot.index.search(body.query, **kwargs)
-
-        hits = await call(run, search=True)
+        hits = await search_one(service.slot(name), body)
         return JSONResponse({"hits": [hit_to_json(h) for h in hits]})
 
     @app.post("/v1/indexes/{name}/search_batch", tags=["search"], dependencies=[reader])
@@ -217,7 +220,7 @@ def create_app(indexes: Mapping[str, Any], *, model: Any = None,
             check_k(kwargs["k"])
             return slot.index.search_batch(body.queries, **kwargs)
 
-        lists = await call(run, search=True)
+        lists = await call(run)
         return JSONResponse({"hits": [[hit_to_json(h) for h in hits] for hits in lists]})
 
     @app.post("/v1/indexes/{name}/search_embeddings", tags=["search"], dependencies=[reader])

@@ -1,115 +1,96 @@
-"""Micro-batching of query encoding across concurrent requests.
+"""Micro-batching of concurrent single-query searches.
 
-Several requests that each search one query arrive at once; encoding them in
-one model call costs little more than encoding one. :class:`QueryBatcher`
-stands in for the encoder: ``encode_queries`` hands the texts to one
-collector thread, which waits up to ``window`` seconds for more (but only
-while other searches are in flight, so a lone request never waits), encodes
-everything it gathered in one call and gives each caller its rows.
-Everything else (``encode_documents``, ``dim``, the tokenizer) goes straight
-to the wrapped encoder.
+Many clients each searching one query at once: encoding them in one model
+call and scoring them in one ``search_batch`` costs little more than one
+query. :class:`SearchBatcher` keeps the pending queries of each
+``(index, options)`` pair; a drain job on the server's worker pool takes
+them all (up to ``max_batch``) and runs one ``search_batch``. Queries that
+arrive while a batch runs wait for the next one, so batches form by
+themselves under load; a short ``window`` lets a drain wait for queries of
+requests already in flight (never when a request is alone).
+
+Running every batch on the worker pool, rather than on a thread of its own,
+also keeps the model and the kernels on few threads: each thread that calls
+into torch / OpenMP gets its own team of worker threads, and on a small
+machine several teams slow each other down.
 """
 
 from __future__ import annotations
 
-import queue
+import json
 import threading
 import time
 from concurrent.futures import Future
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Hashable
 
-_STOP = object()
+from colja.search.engine import check_query
 
 
-class QueryBatcher:
-    """An encoder whose ``encode_queries`` calls from many threads are batched together."""
+class SearchBatcher:
+    """Pending single-query searches, grouped by index and options, run together by ``drain``."""
 
-    def __init__(self, encoder: Any, *, window: float = 0.002, max_batch: int = 32,
-                 in_flight: Callable[[], int] | None = None):
+    def __init__(self, *, window: float = 0.0, max_batch: int = 32, in_flight: Callable[[], int] = lambda: 0):
         if window < 0 or max_batch < 1:
             raise ValueError("window must be >= 0 seconds and max_batch >= 1")
-        self.encoder = encoder
         self.window = window
         self.max_batch = max_batch
-        self._in_flight = in_flight or (lambda: 1 << 30)
-        self._queue: queue.Queue = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="colja-query-batcher", daemon=True)
-        self._thread.start()
-        self.batches = 0  # model calls made (for tests and metrics)
-        self.queries = 0
+        self._in_flight = in_flight
+        self._cond = threading.Condition()
+        self._pending: dict[Hashable, list[tuple[str, Future]]] = {}
+        self._scheduled: set[Hashable] = set()
+        self.batches = 0  # search_batch calls made
+        self.queries = 0  # queries they answered
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.encoder, name)
+    @staticmethod
+    def key(name: str, kwargs: dict[str, Any]) -> Hashable:
+        """Requests with equal keys may share a batch: same index, same options."""
+        return name, json.dumps(kwargs, sort_keys=True, ensure_ascii=False, default=repr)
 
-    @property
-    def dim(self) -> int:
-        return int(self.encoder.dim)
-
-    def encode_documents(self, *args: Any, **kwargs: Any) -> Any:
-        return self.encoder.encode_documents(*args, **kwargs)
-
-    def encode_queries(self, texts: Sequence[str], **kwargs: Any) -> Any:
-        texts = list(texts)
-        if kwargs or not texts or not self._thread.is_alive():
-            return self.encoder.encode_queries(texts, **kwargs)
+    def submit(self, key: Hashable, query: Any) -> tuple[Future, bool]:
+        """Queue ``query``; returns its future and whether the caller must schedule ``drain(key, ...)``."""
+        check_query(query)  # a bad query fails alone, never its batch
         done: Future = Future()
-        self._queue.put((texts, done))
-        return done.result()
+        with self._cond:
+            self._pending.setdefault(key, []).append((query, done))
+            schedule = key not in self._scheduled
+            self._scheduled.add(key)
+            self._cond.notify_all()
+        return done, schedule
 
-    def close(self) -> None:
-        """Stop the collector after the queries already handed in are encoded."""
-        if self._thread.is_alive():
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-
-    def _gather(self, first: tuple[list[str], Future]) -> tuple[list[tuple[list[str], Future]], bool]:
-        items, n = [first], len(first[0])
-        deadline = time.monotonic() + self.window
-        while n < self.max_batch and len(items) < self._in_flight():
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            try:
-                item = self._queue.get(timeout=left)
-            except queue.Empty:
-                break
-            if item is _STOP:
-                return items, True
-            items.append(item)
-            n += len(item[0])
-        return items, False
-
-    def _run(self) -> None:
-        stop = False
-        while not stop:
-            item = self._queue.get()
-            if item is _STOP:
-                break
-            items, stop = self._gather(item)
-            texts = [t for batch, _ in items for t in batch]
-            try:
-                Q = self.encoder.encode_queries(texts)
-            except BaseException as exc:  # each caller gets the error of the call its queries were in
-                for _, done in items:
-                    done.set_exception(exc)
-                continue
-            self.batches += 1
-            self.queries += len(texts)
-            start = 0
-            for batch, done in items:
-                done.set_result(Q[start : start + len(batch)])
-                start += len(batch)
-        while True:  # anything handed in after the stop is encoded alone
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                texts, done = item
-                try:
-                    done.set_result(self.encoder.encode_queries(texts))
-                except BaseException as exc:
-                    done.set_exception(exc)
+    def drain(self, key: Hashable, search_batch: Callable[[list[str]], list[Any]],
+              reschedule: Callable[[], None]) -> None:
+        """Run the pending queries of ``key`` as one ``search_batch`` (on a worker thread)."""
+        with self._cond:
+            if self.window > 0:
+                deadline = time.monotonic() + self.window
+                while True:
+                    waiting = len(self._pending.get(key, ()))
+                    left = deadline - time.monotonic()
+                    if waiting >= self.max_batch or self._in_flight() <= waiting or left <= 0:
+                        break
+                    self._cond.wait(left)
+            items = self._pending.get(key, [])
+            batch, rest = items[: self.max_batch], items[self.max_batch :]
+            if rest:
+                self._pending[key] = rest
+            else:
+                self._pending.pop(key, None)
+                self._scheduled.discard(key)
+        if rest:
+            reschedule()
+        batch = [(q, f) for q, f in batch if f.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        try:
+            results = search_batch([q for q, _ in batch])
+        except BaseException as exc:  # same options for all: the same error for all
+            for _, done in batch:
+                done.set_exception(exc)
+            return
+        self.batches += 1
+        self.queries += len(batch)
+        for (_, done), hits in zip(batch, results):
+            done.set_result(hits)
 
 
-__all__ = ["QueryBatcher"]
+__all__ = ["SearchBatcher"]

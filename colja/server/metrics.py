@@ -17,16 +17,16 @@ BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 
 
 class _BatcherCounts:
-    """Model calls and queries of the query batchers, read when scraped."""
+    """Batched searches and the queries they answered, read when scraped."""
 
     def __init__(self, batchers: Callable[[], list[Any]]):
         self._batchers = batchers
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         batchers = self._batchers()
-        yield CounterMetricFamily("colja_query_encode_batches", "Model calls that encoded search queries",
+        yield CounterMetricFamily("colja_search_batches", "search_batch calls answering single-query searches",
                                   value=sum(b.batches for b in batchers))
-        yield CounterMetricFamily("colja_query_encode_queries", "Search queries encoded by those calls",
+        yield CounterMetricFamily("colja_search_batch_queries", "Single-query searches answered by those calls",
                                   value=sum(b.queries for b in batchers))
 
 

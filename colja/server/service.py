@@ -1,4 +1,4 @@
-"""What an app serves: named indexes, the encoders' query batchers, the worker pools.
+"""What an app serves: named indexes, the search batcher, the worker pools.
 
 Searches run on a bounded pool of threads (the kernels release the GIL);
 writes run on their own threads, one at a time per index, so a search never
@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, TypeVar
 
 from colja.errors import IndexNotFoundError
-from colja.server.batching import QueryBatcher
+from colja.server.batching import SearchBatcher
 
 logger = logging.getLogger("colja.server")
 T = TypeVar("T")
@@ -36,8 +36,9 @@ class ApiError(Exception):
 class ServerSettings:
     """Limits and pools of one app (every field is a ``create_app`` / ``colja serve`` option)."""
 
-    #: threads answering searches, reranks and explanations (bounded: requests beyond queue)
-    workers: int = 4
+    #: threads answering searches, reranks and explanations (bounded: requests beyond queue). Each
+    #: thread that calls torch gets its own OpenMP team; on a few cores one thread is fastest
+    workers: int = 1
     #: seconds a request may take before a 504 (the work itself finishes in the background)
     request_timeout: float = 60.0
     #: bytes of request body accepted (413 beyond)
@@ -48,9 +49,10 @@ class ServerSettings:
     max_k: int = 1000
     #: requests waiting for a worker before new ones get a 503
     max_queued: int = 256
-    #: seconds the query batcher waits for more concurrent queries (0: no micro-batching)
+    #: concurrent single-query searches (same index and options) run as one batch of up to
+    #: ``max_batch`` (1: no micro-batching); a batch waits up to ``batch_window`` seconds for
+    #: queries of requests already in flight
     batch_window: float = 0.002
-    #: most queries encoded in one model call
     max_batch: int = 32
     #: memory-map index arrays instead of reading them
     mmap: bool = False
@@ -93,7 +95,8 @@ class Service:
         self.slots = {name: Slot(name, source) for name, source in indexes.items()}
         self._model_arg = model
         self.model: Any = None  # the shared encoder (given, or the first index's), for reranking
-        self.batchers: dict[int, QueryBatcher] = {}
+        self.batcher = SearchBatcher(window=self.settings.batch_window, max_batch=self.settings.max_batch,
+                                     in_flight=lambda: self.searching)
         self.ready = False
         self.load_error: str | None = None
         self.searching = 0
@@ -112,7 +115,6 @@ class Service:
             for slot in self.slots.values():
                 slot.index = self._open(slot)
             for slot in self.slots.values():
-                self._batch_queries(slot.index)
                 if len(slot.index):
                     slot.index.search("準備", k=1)
             if self.model is None:
@@ -145,19 +147,6 @@ class Service:
         self._owned.append(index)
         return index
 
-    def _batch_queries(self, index: Any) -> None:
-        if self.settings.batch_window <= 0:
-            return
-        encoder = index.model
-        if isinstance(encoder, QueryBatcher):
-            return
-        batcher = self.batchers.get(id(encoder))
-        if batcher is None:
-            batcher = QueryBatcher(encoder, window=self.settings.batch_window, max_batch=self.settings.max_batch,
-                                   in_flight=lambda: self.searching)
-            self.batchers[id(encoder)] = batcher
-        index.model = batcher
-
     # ------------------------------------------------------------------ requests
 
     def slot(self, name: str) -> Slot:
@@ -175,23 +164,35 @@ class Service:
         return ApiError(503, "ServerError", "the indexes are still loading; retry when /readyz answers 200",
                         {"Retry-After": "1"})
 
-    async def read(self, fn: Callable[[], T], *, search: bool = False) -> T:
-        """Run ``fn`` on the read pool (``search``: it encodes a query, count it for the batcher)."""
-        if self.queued >= self.settings.max_queued + self.settings.workers:
+    def _check_load(self) -> None:
+        if self.queued + self.searching >= self.settings.max_queued + self.settings.workers:
             raise ApiError(503, "ServerError", "the server is overloaded; retry shortly", {"Retry-After": "1"})
 
-        def job() -> T:
-            if search:
-                with self._count_lock:
-                    self.searching += 1
-            try:
-                return fn()
-            finally:
-                if search:
-                    with self._count_lock:
-                        self.searching -= 1
+    async def read(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the read pool."""
+        self._check_load()
+        return await self._run(self.read_pool, fn)
 
-        return await self._run(self.read_pool, job)
+    async def search_one(self, slot: Slot, query: Any, kwargs: dict[str, Any]) -> Any:
+        """``slot.index.search(query, **kwargs)``, micro-batched with concurrent searches of the same options
+        (without batching: one ``search_batch`` of one query, the same code path)."""
+        self._check_load()
+        key = self.batcher.key(slot.name, kwargs)
+        self.searching += 1  # on the event loop only
+        try:
+            done, schedule = self.batcher.submit(key, query)
+            if schedule:
+                self._schedule_drain(key, slot, kwargs)
+            return await asyncio.wait_for(asyncio.wrap_future(done), self.settings.request_timeout)
+        except asyncio.TimeoutError:
+            raise ApiError(504, "TimeoutError",
+                           f"the request took longer than {self.settings.request_timeout:g} s") from None
+        finally:
+            self.searching -= 1
+
+    def _schedule_drain(self, key: Any, slot: Slot, kwargs: dict[str, Any]) -> None:
+        self.read_pool.submit(self.batcher.drain, key, lambda queries: slot.index.search_batch(queries, **kwargs),
+                              lambda: self._schedule_drain(key, slot, kwargs))
 
     async def write(self, slot: Slot, fn: Callable[[Any], T]) -> T:
         """Run ``fn(index)`` on a write thread, one write at a time per index."""
@@ -221,8 +222,6 @@ class Service:
         """Finish the work in flight, stop the batchers, close the indexes this service opened."""
         self.read_pool.shutdown(wait=True)
         self.write_pool.shutdown(wait=True)
-        for batcher in self.batchers.values():
-            batcher.close()
         for index in self._owned:
             index.close()
 

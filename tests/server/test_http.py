@@ -196,5 +196,31 @@ def test_metrics_count_requests_errors_and_latency(http):
     assert 'colja_errors_total{endpoint="/v1/indexes/{name}/search",index="ja",type="ValueError"}' in text
     assert 'colja_request_seconds_bucket{endpoint="/v1/indexes/{name}/search",index="ja",le="0.1"}' in text
     assert 'colja_index_live_passages{index="ja"}' in text
-    assert "colja_query_encode_batches_total" in text
+    assert "colja_search_batches_total" in text
     assert "nope" not in text  # unknown index names never become labels
+
+
+def _counter(http, name: str) -> float:
+    line = next(line for line in http.get("/metrics").text.splitlines() if line.startswith(name + " "))
+    return float(line.split()[1])
+
+
+def test_concurrent_searches_are_micro_batched_and_answered_alike(served, local):
+    from concurrent.futures import ThreadPoolExecutor
+
+    queries = [f"{q}{i}" for i in range(8) for q in QUERIES[:4]]
+    with httpx.Client(base_url=served[0].url, headers={"Authorization": f"Bearer {READ_KEY}"}, timeout=60) as h:
+        batches, answered = _counter(h, "colja_search_batches_total"), _counter(h, "colja_search_batch_queries_total")
+
+        def one(q):
+            with httpx.Client(base_url=served[0].url, headers={"Authorization": f"Bearer {READ_KEY}"}, timeout=60) as c:
+                return c.post("/v1/indexes/ja/search", json={"query": q, "k": 5}).json()["hits"]
+
+        with ThreadPoolExecutor(16) as pool:
+            got = list(pool.map(one, queries))
+        assert _counter(h, "colja_search_batch_queries_total") - answered == len(queries)
+        assert _counter(h, "colja_search_batches_total") - batches < len(queries)  # some shared a batch
+    for q, hits in zip(queries, got):
+        want = local.search(q, k=5)
+        assert [x["doc_id"] for x in hits] == [x.doc_id for x in want]
+        assert [x["score"] for x in hits] == pytest.approx([x.score for x in want], rel=1e-5, abs=1e-4)
