@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from colja._lazy import lazy_exports
 
 from colja.errors import (
+    AuthenticationError,
     CheckpointError,
     CollectionError,
     ColjaError,
@@ -28,6 +29,7 @@ from colja.errors import (
     MiningError,
     MissingDependencyError,
     ModelLoadError,
+    ServerError,
     StaleIndexWarning,
     TrainingDataError,
     TruncationWarning,
@@ -48,10 +50,12 @@ _LAZY = {
     "SearchResults": "colja.search.results",
     "rerank": "colja.search.rerank",
     "rerank_batch": "colja.search.rerank",
+    "Client": "colja.server.client",
 }
 
 __all__ = [
     *_LAZY,
+    "AuthenticationError",
     "CheckpointError",
     "CollectionError",
     "ColjaError",
@@ -65,6 +69,7 @@ __all__ = [
     "MiningError",
     "MissingDependencyError",
     "ModelLoadError",
+    "ServerError",
     "StaleIndexWarning",
     "TrainingDataError",
     "TruncationWarning",

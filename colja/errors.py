@@ -75,6 +75,18 @@ class DiskFullError(ColjaError, OSError):
     """The disk (or quota) filled up while an index was written; the index is as it was before the write."""
 
 
+class ServerError(ColjaError, RuntimeError):
+    """A colja server could not answer: unreachable, overloaded, timed out, or an internal error (``status``: HTTP)."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+class AuthenticationError(ServerError, PermissionError):
+    """A colja server refused the API key: missing or wrong (401), or read-only for a write (403)."""
+
+
 class StaleIndexWarning(UserWarning):
     """The collection has drifted far from what the index centroids were trained on."""
 
@@ -97,4 +109,6 @@ __all__ = [
     "TrainingDataError",
     "CheckpointError",
     "MiningError",
+    "ServerError",
+    "AuthenticationError",
 ]

@@ -42,6 +42,7 @@ from colja.index.writes import (IndexWriter, live_pids, old_documents, warn_if_d
                                 write_delete, write_first_stages, write_rebuild, write_update)
 from colja.model.encoder import DEFAULT_MODEL, Encoder, describe_model, is_encoder, resolve_model
 from colja.search import engine
+from colja.search.explain import Explanation, check_doc_id, explain_best
 from colja.search.results import Hit, SearchResults
 
 INDEX_ROOT_ENV = "COLJA_INDEX_ROOT"
@@ -450,6 +451,20 @@ class Index:
         """``Hit`` objects for query ``i`` of ``results`` (``query_length``: its vectors, for ``normalized_score``)."""
         with self._pinned() as snapshot:
             return engine.to_hits(snapshot, results, i, query_length=query_length)
+
+    def explain(self, query: str, doc_id: str) -> Explanation:
+        """Why ``doc_id`` matched ``query``: for each query token, the passage token it matched best
+        (with its characters in the passage text) and the score; the scores add up to the exact
+        MaxSim score over the stored (decompressed) vectors. See :class:`~colja.search.explain.Explanation`.
+        Needs the model the index was built with; unknown ids raise :class:`~colja.errors.UnknownDocumentError`."""
+        engine.check_query(query)
+        check_doc_id(doc_id)
+        with self._pinned() as snapshot:
+            pids = live_pids(snapshot, [doc_id], "explained")
+            records = snapshot.docs.records(pids)
+            flat, lens = snapshot.passage_vectors(torch.tensor(pids, dtype=torch.long))
+        parts = flat.split(lens.tolist())
+        return explain_best(self.model, query, [(r.doc_id, r.text, v) for r, v in zip(records, parts)])
 
     # ------------------------------------------------------------------ write
 

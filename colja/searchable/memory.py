@@ -22,6 +22,7 @@ from colja.errors import CollectionError
 from colja.model.encoder import Encoder, resolve_model
 from colja.search import engine
 from colja.search.exact import VectorSnapshot
+from colja.search.explain import Explanation, check_doc_id, explain_best
 from colja.search.results import Hit, SearchResults
 
 
@@ -116,6 +117,16 @@ class InMemoryIndex:
     def hits(self, results: SearchResults, i: int = 0, *, query_length: int | None = None) -> list[Hit]:
         """``Hit`` objects for query ``i`` of ``results``."""
         return engine.to_hits(self._snapshot, results, i, query_length=query_length)
+
+    def explain(self, query: str, doc_id: str) -> Explanation:
+        """Why ``doc_id`` matched ``query``: the MaxSim alignment token by token (see :meth:`colja.Index.explain`)."""
+        engine.check_query(query)
+        check_doc_id(doc_id)
+        snapshot = self._snapshot
+        pids = live_pids(snapshot, [doc_id], "explained")
+        records = self._docs.records(pids)
+        return explain_best(self.model, query, [(r.doc_id, r.text, snapshot.D[snapshot.doc_offsets[p]:snapshot.doc_offsets[p + 1]])
+                                                for r, p in zip(records, pids)])
 
     def __repr__(self) -> str:
         return f"InMemoryIndex(passages={len(self)}, model={getattr(self.model, 'name_or_path', None)!r})"

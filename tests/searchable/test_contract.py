@@ -1,6 +1,7 @@
 """The searchable contract, run against every searchable: same types, same errors, same semantics.
 
-Each new searchable (sharded index, HTTP client) is added to ``SEARCHABLES``.
+Each new searchable (sharded index, HTTP client) is added to ``SEARCHABLES``. ``client`` is
+:class:`colja.Client` talking to a real ``colja serve`` subprocess on a loopback port.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from tests.oracle import maxsim_matrix
 pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
 
 N = 60
-SEARCHABLES = ["index", "memory"]
+SEARCHABLES = ["index", "memory", "client"]
 
 
 @pytest.fixture(scope="module")
@@ -43,19 +44,51 @@ def _make(kind: str, model, corpus, tmp_path):
     return InMemoryIndex.build(texts, model=model, doc_ids=ids, metadata=meta)
 
 
+@pytest.fixture(scope="module")
+def server(_fixture_model, corpus, tmp_path_factory):
+    """``colja serve`` over two indexes of the corpus: ``contract`` (searched) and ``writable``."""
+    from tests.server.harness import running
+
+    root = tmp_path_factory.mktemp("served")
+    paths = {name: root / name for name in ("contract", "writable")}
+    for name, path in paths.items():
+        _make("index", _fixture_model, corpus, path)
+    with running({n: p / "index" for n, p in paths.items()}, root) as srv:
+        yield srv, {n: p / "index" for n, p in paths.items()}
+
+
+def _client(request, name: str):
+    srv, paths = request.getfixturevalue("server")
+    client = colja.Client(srv.url, index=name)
+    client.test_index_path = paths[name]  # where the served index lives, to read its vectors
+    request.addfinalizer(client.close)
+    return client
+
+
 @pytest.fixture(scope="module", params=SEARCHABLES)
 def searchable(request, _fixture_model, corpus, tmp_path_factory):
+    if request.param == "client":
+        return _client(request, "contract")
     return _make(request.param, _fixture_model, corpus, tmp_path_factory.mktemp(request.param))
 
 
 @pytest.fixture(params=SEARCHABLES)
 def writable(request, _fixture_model, corpus, tmp_path):
-    """A fresh searchable per test, for writes."""
+    """A fresh searchable per test, for writes (the client's index is shared; each write test undoes its writes)."""
+    if request.param == "client":
+        return _client(request, "writable")
     return _make(request.param, _fixture_model, corpus, tmp_path)
+
+
+def _is_disk(s) -> bool:
+    return isinstance(s, (Index, colja.Client))
 
 
 def _stored_vectors(s, n: int) -> list[torch.Tensor]:
     """What ``s`` scores against: decompressed vectors for an Index, float16 vectors in memory."""
+    if isinstance(s, colja.Client):
+        with Index.load(s.test_index_path) as local:
+            return _stored_vectors(local, n)
     if isinstance(s, Index):
         flat, lens = s.passage_vectors(torch.arange(n))
         return list(flat.split(lens.tolist()))
@@ -101,7 +134,7 @@ def test_search_embeddings_gives_arrays_and_hits(searchable, _fixture_model, que
 
 def test_exhaustive_hits_equal_the_oracle_on_its_own_vectors(searchable, _fixture_model, queries):
     """Exact MaxSim over what the searchable stores, scored by the readable oracle."""
-    options = {"exhaustive": True} if isinstance(searchable, Index) else {}
+    options = {"exhaustive": True} if _is_disk(searchable) else {}
     docs = _stored_vectors(searchable, N)
     Q = _fixture_model.encode_queries(queries)
     want = maxsim_matrix(Q, docs)
