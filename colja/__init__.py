@@ -31,6 +31,7 @@ from colja.errors import (
     TrainingDataError,
     TruncationWarning,
     UnknownDocumentError,
+    UntrustedCodeError,
 )
 
 from colja._version import __version__
@@ -67,6 +68,7 @@ __all__ = [
     "TrainingDataError",
     "TruncationWarning",
     "UnknownDocumentError",
+    "UntrustedCodeError",
     "__version__",
 ]
 
