@@ -412,12 +412,15 @@ def check_arrays(gen: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarr
         counts += np.bincount(part, minlength=ncent)
 
     doclens = np.asarray(arrays["doclens"])
+    doclens_ok = False
     if doclens.size and (doclens.min() < 0 or doclens.max() > n_emb):
         i = _first((doclens < 0) | (doclens > n_emb))
         report.fail(gen / "doclens.npy", f"passage lengths are in [0, embeddings={n_emb}]",
                     f"doclens[{i}] = {int(doclens[i])}")
     elif int(doclens.sum()) != n_emb:
         report.fail(gen / "doclens.npy", f"passage lengths add up to the {n_emb} vectors", f"they add up to {int(doclens.sum())}")
+    else:
+        doclens_ok = True
 
     lengths = np.asarray(arrays["ivf_lengths"])
     ivf = arrays["ivf"]
@@ -457,6 +460,49 @@ def check_arrays(gen: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarr
                             f"ivf[{j - 1}] = {int(ivf[j - 1])}, ivf[{j}] = {int(ivf[j])}")
                 return
         previous = int(part[-1]) if part.size else previous
+    if codes_ok and doclens_ok and _ivf_fingerprint_from_codes(arrays["codes"], doclens) != _ivf_fingerprint_stored(ivf, lengths):
+        report.fail(gen / "ivf.npy", "the IVF lists exactly the (centroid, passage) pairs of codes.npy and doclens.npy",
+                    "a fingerprint of the stored lists differs from the one of the codes; "
+                    "`colja verify` names the first differing entry")
+
+
+def _mix(codes: np.ndarray, pids: np.ndarray) -> np.uint64:
+    """Sum (mod 2**64) of a 64-bit hash (splitmix64) of each ``(code, pid)`` pair: equal for equal sets."""
+    with np.errstate(over="ignore"):
+        z = (codes.astype(np.uint64) << np.uint64(32)) | pids.astype(np.uint64)
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        return np.sum(z, dtype=np.uint64)
+
+
+def _ivf_fingerprint_from_codes(codes: np.ndarray, doclens: np.ndarray) -> int:
+    """Fingerprint of the unique ``(code, pid)`` pairs, a chunk of passages at a time (bounded memory)."""
+    from colja.index.ivf import chunk_pairs
+
+    offsets = np.zeros(len(doclens) + 1, dtype=np.int64)
+    np.cumsum(doclens, out=offsets[1:])
+    total, p0, n = np.uint64(0), 0, len(doclens)
+    while p0 < n:
+        p1 = max(p0 + 1, int(np.searchsorted(offsets, offsets[p0] + CHUNK, side="right")) - 1)
+        p1 = min(p1, n)
+        c, p = chunk_pairs(np.asarray(codes[offsets[p0] : offsets[p1]]), doclens[p0:p1], p0)
+        with np.errstate(over="ignore"):
+            total = total + _mix(c, p)
+        p0 = p1
+    return int(total)
+
+
+def _ivf_fingerprint_stored(ivf: np.ndarray, lengths: np.ndarray) -> int:
+    """Fingerprint of the stored IVF's ``(centroid, pid)`` entries, in chunks."""
+    ends = np.cumsum(lengths)
+    total = np.uint64(0)
+    for start, part in _chunks(ivf):
+        centroid = np.searchsorted(ends, np.arange(start, start + part.size), side="right")
+        with np.errstate(over="ignore"):
+            total = total + _mix(centroid, part)
+    return int(total)
 
 
 def check_arrays_deep(gen: Path, manifest: dict[str, Any], arrays: dict[str, np.ndarray], report: Report) -> None:
@@ -477,8 +523,8 @@ def check_arrays_deep(gen: Path, manifest: dict[str, Any], arrays: dict[str, np.
         report.fail(gen / "ivf.npy", "the IVF is the one codes.npy and doclens.npy give",
                     f"ivf[{j}] = {int(arrays['ivf'][j])}, expected {int(ivf[j])}")
     nbits = manifest["codec"]["nbits"]
-    centroids = torch.from_numpy(np.asarray(arrays["centroids"], dtype=np.float32))
-    weights = torch.from_numpy(np.asarray(arrays["bucket_weights"], dtype=np.float32))
+    centroids = torch.from_numpy(np.array(arrays["centroids"], dtype=np.float32))
+    weights = torch.from_numpy(np.array(arrays["bucket_weights"], dtype=np.float32))
     for start in range(0, arrays["codes"].shape[0], 1 << 16):
         stop = start + (1 << 16)
         codes = torch.from_numpy(np.array(arrays["codes"][start:stop]))
