@@ -34,6 +34,7 @@ from colja.errors import (
     TrainingDataError,
     TruncationWarning,
     UnknownDocumentError,
+    UntrustedCodeError,
 )
 
 from colja._version import __version__
@@ -74,6 +75,7 @@ __all__ = [
     "TrainingDataError",
     "TruncationWarning",
     "UnknownDocumentError",
+    "UntrustedCodeError",
     "__version__",
 ]
 

@@ -15,6 +15,14 @@ class ModelLoadError(ColjaError, OSError):
     """A model could not be found, downloaded or read."""
 
 
+class UntrustedCodeError(ModelLoadError):
+    """A model would run its own Python code, and the caller did not pass ``trust_remote_code=True``.
+
+    What an index folder records is never taken as that permission: only the
+    caller's argument (``Index.load(path, trust_remote_code=True)``) is.
+    """
+
+
 class IndexNotFoundError(ColjaError, FileNotFoundError):
     """No (complete) index exists at the given path."""
 
@@ -95,6 +103,7 @@ __all__ = [
     "ColjaError",
     "ModelLoadError",
     "DiskFullError",
+    "UntrustedCodeError",
     "IndexNotFoundError",
     "IndexExistsError",
     "IndexFormatError",

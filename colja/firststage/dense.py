@@ -46,7 +46,8 @@ import numpy as np
 from colja._atomic import atomic_folder, write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
-from colja.errors import IndexExistsError, IndexFormatError, IndexNotFoundError, MissingDependencyError, ModelLoadError
+from colja.errors import (IndexExistsError, IndexFormatError, IndexNotFoundError, MissingDependencyError, ModelLoadError,
+                          UntrustedCodeError)
 from colja.firststage.fusion import Ranking
 from colja.firststage.vectors import DEFAULT_HNSW_THRESHOLD, VectorIndex, VectorIndexSettings
 
@@ -352,13 +353,17 @@ class DenseRetriever:
 
     @classmethod
     def load(cls, folder: str | os.PathLike, mmap: bool = False, *, model: Any = None,
-             device: str | None = None, batch_size: int | None = None) -> "DenseRetriever":
+             device: str | None = None, batch_size: int | None = None,
+             trust_remote_code: bool = False) -> "DenseRetriever":
         """Read an index written by :meth:`save`; ``mmap=True`` maps the vectors instead of reading them.
 
         The model is not loaded until a text needs encoding. ``model``: a
         loaded ``SentenceTransformer`` (or another id/folder of the same model,
         e.g. after moving it) to use instead of the saved one; ``device`` /
-        ``batch_size`` override the saved ones.
+        ``batch_size`` override the saved ones. ``trust_remote_code``: whether
+        the model may run its own code — the caller decides, never the saved
+        folder (whose recorded value is only kept as ``saved_trust_remote_code``);
+        without it such a model is refused with :class:`~colja.errors.UntrustedCodeError`.
         """
         folder = Path(folder)
         path = folder / cls.MANIFEST
@@ -382,7 +387,7 @@ class DenseRetriever:
             name_or_path = m["name_or_path"]
             kwargs = dict(query_prefix=m["query_prefix"], document_prefix=m["document_prefix"],
                           normalize=m["normalize"], truncate_dim=m["truncate_dim"], max_length=m["max_length"],
-                          trust_remote_code=m["trust_remote_code"], revision=m["revision"],
+                          trust_remote_code=bool(trust_remote_code), revision=m["revision"],
                           batch_size=batch_size or manifest["batch_size"], device=device, **settings.to_dict())
             num_docs, dim = int(manifest["num_docs"]), int(manifest["dim"])
         except (KeyError, TypeError, ValueError) as e:
@@ -398,6 +403,7 @@ class DenseRetriever:
         retriever._prefixes = (m["query_prefix"], m["document_prefix"], dict(m.get("prefix_source", {})))
         retriever._modules = retriever._modules or m.get("modules")
         retriever._vectors = vectors
+        retriever.saved_trust_remote_code = bool(m.get("trust_remote_code"))
         return retriever
 
     def _manifest(self, vectors: VectorIndex) -> dict[str, Any]:
@@ -443,7 +449,7 @@ class DenseRetriever:
             if custom is None and name in self.REMOTE_CODE_MODELS:
                 custom = [self.REMOTE_CODE_MODELS[name]]
             if custom:
-                raise ModelLoadError(_remote_code_message(name, ", ".join(custom)))
+                raise UntrustedCodeError(_remote_code_message(name, ", ".join(custom)))
         kwargs: dict[str, Any] = {"device": self.device, "trust_remote_code": self.trust_remote_code}
         if self.revision is not None:
             kwargs["revision"] = self.revision
@@ -452,7 +458,7 @@ class DenseRetriever:
             model = st.SentenceTransformer(name, **kwargs)
         except ValueError as e:
             if "trust_remote_code" in str(e):
-                raise ModelLoadError(_remote_code_message(name, "a module outside sentence-transformers")) from e
+                raise UntrustedCodeError(_remote_code_message(name, "a module outside sentence-transformers")) from e
             raise ModelLoadError(f"could not load the sentence-transformers model {name!r}: {e}") from e
         except OSError as e:
             raise ModelLoadError(f"could not load the sentence-transformers model {name!r} ({e}); check the hub id "
@@ -506,7 +512,8 @@ class DenseRetriever:
 
 def _remote_code_message(name: str, what: str) -> str:
     return (f"the model {name!r} runs its own Python code ({what}); colja only loads such a model when you pass "
-            "trust_remote_code=True — do so only if you trust its repository or folder")
+            "trust_remote_code=True (to the retriever, or to Index.load for a stored first stage) — "
+            "do so only if you trust its repository or folder")
 
 
 def _modules_of(model: Any) -> list[Any]:

@@ -34,6 +34,9 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from colja.errors import IndexFormatError
+from colja.index.readonly_sqlite import connect_readonly
+
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 
@@ -80,7 +83,13 @@ def dump_metadata(metadata: Any) -> str | None:
 
 
 def _load_metadata(text: str | None) -> dict | None:
-    return None if text is None else json.loads(text)
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise IndexFormatError(f"docs.sqlite: a passage's metadata is not JSON ({exc}); "
+                               "check the index with `colja verify`") from None
 
 
 class DocStore:
@@ -124,8 +133,7 @@ class DocStore:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"document store {path} is missing")
-        uri = f"{path.resolve().as_uri()}?mode=ro&immutable=1"
-        conn = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        conn = connect_readonly(path)  # read-only, busy timeout, bounded work per query
         store = cls(conn, path, writable=False)
         store._check_version()
         return store

@@ -55,10 +55,17 @@ def build_stored(kind: str, name: str, texts: Sequence[str], *, model: str | Non
     return retriever, entry
 
 
-def load_stored(generation: Path, entry: dict[str, Any], *, mmap: bool = False, **options: Any) -> Any:
-    """Load the retriever of a manifest entry from ``generation``."""
+def load_stored(generation: Path, entry: dict[str, Any], *, mmap: bool = False, trust_remote_code: bool = False,
+                **options: Any) -> Any:
+    """Load the retriever of a manifest entry from ``generation``.
+
+    ``trust_remote_code``: the caller's decision whether a dense/static model
+    may run its own code; what the stored folder says is never used.
+    """
     from colja.firststage import load_first_stage
 
+    if entry.get("kind") != "bm25":
+        options["trust_remote_code"] = bool(trust_remote_code)
     return load_first_stage(Path(generation) / entry["path"], mmap=mmap, **options)
 
 
@@ -68,12 +75,16 @@ def reusable_encoder(retriever: Any) -> dict[str, Any]:
     return {"model": model} if model is not None else {}
 
 
-def rebuild_stored(entry: dict[str, Any], texts: Sequence[str], *, show_progress: bool | None = None) -> Any:
-    """The retriever of ``entry`` built again over ``texts``, with its recorded settings."""
+def rebuild_stored(entry: dict[str, Any], texts: Sequence[str], *, show_progress: bool | None = None,
+                   trust_remote_code: bool = False) -> Any:
+    """The retriever of ``entry`` built again over ``texts``, with its recorded settings
+    (``trust_remote_code`` is the caller's, not the recorded one)."""
     from colja.firststage import first_stage_class
 
-    return first_stage_class(entry["kind"]).build(list(texts), show_progress=show_progress,
-                                                  **(entry.get("settings") or {}))
+    settings = dict(entry.get("settings") or {})
+    if entry.get("kind") != "bm25":
+        settings["trust_remote_code"] = bool(trust_remote_code)
+    return first_stage_class(entry["kind"]).build(list(texts), show_progress=show_progress, **settings)
 
 
 def _jsonable(value: Any) -> bool:

@@ -34,7 +34,8 @@ from colja import kernels
 from colja.errors import IndexFormatError
 from colja.index.codec import ResidualCodec
 from colja.index.docstore import DocStore
-from colja.index.store import DOCSTORE, open_generation, unpin_generation
+from colja.index.store import DOCSTORE, unpin_generation
+from colja.index.validate import open_checked
 
 _WHERE_CACHE = 8  # filter masks kept per snapshot
 
@@ -87,12 +88,17 @@ class IndexSnapshot:
         self._where: dict[str, torch.Tensor] = {}
         self._groups: torch.Tensor | None = None
         self._retrievers: dict[str, Any] = {}
+        self.trust_remote_code = False  # set by open: may stored first stages run their model's code?
 
     # ------------------------------------------------------------------ opening
     @classmethod
-    def open(cls, path: str | os.PathLike, *, mmap: bool = False, check_hashes: bool = True) -> "IndexSnapshot":
-        """The live generation of the index folder ``path`` (or a generation folder), validated."""
-        gen, manifest, arrays, pin = open_generation(path, mmap=mmap, check_hashes=check_hashes, pin=True)
+    def open(cls, path: str | os.PathLike, *, mmap: bool = False, check_hashes: bool = True,
+             trust_remote_code: bool = False) -> "IndexSnapshot":
+        """The live generation of the index folder ``path`` (or a generation folder), validated
+        (:mod:`colja.index.validate`) and pinned for this snapshot (see :mod:`colja.index.store`).
+        ``trust_remote_code``: whether stored first stages may run their model's own code (the
+        caller's decision, never the folder's)."""
+        gen, manifest, arrays, pin = open_checked(path, mmap=mmap, check_hashes=check_hashes, pin=True)
         try:
             docs = DocStore.open(gen / DOCSTORE)
             count = docs.count()
@@ -103,7 +109,9 @@ class IndexSnapshot:
             docs.close()
             unpin_generation(pin)
             raise IndexFormatError(f"{gen / DOCSTORE}: {count} passages, the manifest says {manifest['counts']['passages']}")
-        return cls(gen, manifest, arrays, docs, mmap=mmap, pin=pin)
+        snapshot = cls(gen, manifest, arrays, docs, mmap=mmap, pin=pin)
+        snapshot.trust_remote_code = bool(trust_remote_code)
+        return snapshot
 
     # ------------------------------------------------------------------ contents
     @property
@@ -125,7 +133,8 @@ class IndexSnapshot:
             with self._lock:
                 found = self._retrievers.get(name)
                 if found is None:
-                    found = load_stored(self.generation, stages[name], mmap=self.mmap, **load_options)
+                    found = load_stored(self.generation, stages[name], mmap=self.mmap,
+                                        trust_remote_code=self.trust_remote_code, **load_options)
                     self._retrievers[name] = found
         return found
 

@@ -50,13 +50,21 @@ def _load_pt(path: Path) -> Any:
         raise IndexFormatError(f"{path}: cannot be read as plain tensors (torch.load weights_only=True): {exc}") from None
 
 
-def _load_json(path: Path) -> Any:
+def _load_json(path: Path, what: type | None = None) -> Any:
+    """``path`` as JSON (of type ``what`` when given), or ``IndexFormatError`` naming the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise IndexFormatError(f"{path} is missing: not a complete colbert-ai index") from None
-    except json.JSONDecodeError as exc:
+    except UnicodeDecodeError:
+        raise IndexFormatError(f"{path}: not JSON text (binary data, e.g. a pickle, which colja never loads); "
+                               "write it as JSON") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
         raise IndexFormatError(f"{path}: invalid JSON ({exc})") from None
+    if what is not None and not isinstance(value, what):
+        raise IndexFormatError(f"{path}: expected a JSON {'object' if what is dict else 'array'}, "
+                               f"found {type(value).__name__}")
+    return value
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -154,7 +162,11 @@ def _ragatouille_rows(folder: Path, n: int) -> tuple[list[str] | None, list[str]
     ids = texts = meta = None
     pid_map_file = _find(folder, "pid_docid_map.json")
     if pid_map_file is not None:
-        pid_map = {int(k): str(v) for k, v in json.loads(pid_map_file.read_text(encoding="utf-8")).items()}
+        raw_map = _load_json(pid_map_file, dict)
+        try:
+            pid_map = {int(k): str(v) for k, v in raw_map.items()}
+        except ValueError as exc:  # a key that is not a passage number
+            raise IndexFormatError(f"{pid_map_file}: keys must be passage numbers ({exc})") from None
         docids = [pid_map.get(p, str(p)) for p in range(n)]
         counts: dict[str, int] = {}
         for d in docids:
@@ -172,11 +184,11 @@ def _ragatouille_rows(folder: Path, n: int) -> tuple[list[str] | None, list[str]
             ids = [str(p) for p in range(n)]
         meta_file = _find(folder, "docid_metadata_map.json")
         if meta_file is not None:
-            meta_map = json.loads(meta_file.read_text(encoding="utf-8"))
+            meta_map = _load_json(meta_file, dict)
             meta = [dump_metadata(meta_map.get(d)) if isinstance(meta_map.get(d), dict) else None for d in docids]
     coll_file = _find(folder, "collection.json")
     if coll_file is not None:
-        data = json.loads(coll_file.read_text(encoding="utf-8"))
+        data = _load_json(coll_file)
         if isinstance(data, list) and len(data) == n:
             texts = [t if isinstance(t, str) else json.dumps(t, ensure_ascii=False) for t in data]
     return ids, texts, meta

@@ -708,7 +708,7 @@ def open_generation(path: str | Path, *, mmap: bool = False, check_hashes: bool 
             arrays = load_arrays(gen, manifest, mmap=mmap)
         except (IndexFormatError, FileNotFoundError):
             unpin_generation(fd)
-            if gen == path or attempt == 19 or not _switched(path, gen):
+            if gen == path or attempt == 19 or not generation_switched(path, gen):
                 raise
             time.sleep(0.01 * (attempt + 1))
             continue
@@ -716,7 +716,7 @@ def open_generation(path: str | Path, *, mmap: bool = False, check_hashes: bool 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _switched(root: Path, gen: Path) -> bool:
+def generation_switched(root: Path, gen: Path) -> bool:
     """True when ``root``'s ``CURRENT`` no longer names ``gen`` (or ``gen`` is gone): worth a retry."""
     try:
         return current_generation_name(root) != gen.name or not gen.is_dir()

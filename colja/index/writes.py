@@ -100,7 +100,8 @@ class IndexWriter:
                 if self.base is not None:  # another writer committed meanwhile
                     logger.info("index %s changed on disk (%s); writing on top of the newest generation",
                                 self.root, self.files.previous)
-                self.base = IndexSnapshot.open(self.root, mmap=self.mmap, check_hashes=False)
+                trust = self.base is not None and self.base.trust_remote_code
+                self.base = IndexSnapshot.open(self.root, mmap=self.mmap, check_hashes=False, trust_remote_code=trust)
                 self.opened_base = True
         except BaseException:
             self.files.abort()
@@ -132,7 +133,8 @@ class IndexWriter:
         assert self.files is not None
         fault_point("before_commit")
         generation = self.files.commit(manifest, keep_lock=True)
-        self.snapshot = IndexSnapshot.open(generation, mmap=self.mmap, check_hashes=False)
+        self.snapshot = IndexSnapshot.open(generation, mmap=self.mmap, check_hashes=False,
+                                           trust_remote_code=self.base is not None and self.base.trust_remote_code)
         for name, retriever in (retrievers or {}).items():
             self.snapshot.keep_first_stage(name, retriever)
         return self.snapshot
@@ -208,7 +210,8 @@ def write_rebuild(w: IndexWriter, *, settings: Any = None, show_progress: bool |
     if state.first_stages:
         entries = {}
         for name, entry in state.first_stages.items():
-            built[name] = rebuild_stored(entry, texts, show_progress=show_progress)
+            built[name] = rebuild_stored(entry, texts, show_progress=show_progress,
+                                         trust_remote_code=state.trust_remote_code)
             built[name].save(w.files.path(entry["path"]))
             entries[name] = dict(entry, passages=len(texts))
         manifest["first_stages"] = entries
@@ -320,7 +323,7 @@ def _carry_first_stages(w: IndexWriter, new: NewDocuments | None) -> tuple[dict[
                 kept[name] = loaded[name]
             continue
         options = reusable_encoder(loaded[name]) if name in loaded else {}
-        stage = load_stored(state.generation, entry, **options)
+        stage = load_stored(state.generation, entry, trust_remote_code=state.trust_remote_code, **options)
         if getattr(stage, "rebuilds_on_add", False):
             if existing is None:
                 existing = state.docs.all_texts()

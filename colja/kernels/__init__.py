@@ -88,9 +88,17 @@ def lengths_to_offsets(doclens) -> torch.Tensor:
 
 def token_rows(doc_offsets: torch.Tensor, pids: torch.Tensor):
     """Token rows of ``pids`` concatenated in the order of ``pids``, vectorised:
-    ``(rows int64 [T], owner int64 [T] = position in pids of each row, doclens int64 [len(pids)])``."""
+    ``(rows int64 [T], owner int64 [T] = position in pids of each row, doclens int64 [len(pids)])``.
+    A pid outside ``[0, n_docs)`` raises ``IndexError`` (never wraps around), a falling offset ``ValueError``."""
+    n_docs = doc_offsets.shape[0] - 1
+    if pids.numel() and (int(pids.min()) < 0 or int(pids.max()) >= n_docs):
+        i = int(torch.nonzero((pids < 0) | (pids >= n_docs))[0, 0])
+        raise IndexError(f"pids[{i}] = {int(pids[i])} is out of range [0, n_docs) with n_docs = {n_docs}")
     starts = doc_offsets[pids]
     lens = doc_offsets[pids + 1] - starts
+    if lens.numel() and int(lens.min()) < 0:
+        i = int(torch.nonzero(lens < 0)[0, 0])
+        raise ValueError(f"doc_offsets is not non-decreasing at passage {int(pids[i])}")
     seg = torch.repeat_interleave(torch.arange(len(pids), device=pids.device), lens)
     first = torch.cumsum(lens, 0) - lens
     tok = starts[seg] + torch.arange(seg.numel(), device=pids.device) - first[seg]
@@ -131,6 +139,16 @@ def _maxsim_sum(scores: torch.Tensor, seg: torch.Tensor, lens: torch.Tensor) -> 
     """Sum over query vectors of the per-passage max of ``scores [T, Lq]``; doclen 0 -> 0."""
     mx = _segment_max(scores, seg, len(lens), float("-inf"))
     return mx.sum(-1).masked_fill(lens == 0, 0.0)
+
+
+def _code_rows(codes: torch.Tensor, num_centroids: int) -> torch.Tensor:
+    """``codes`` as int64 row numbers, or ``IndexError`` for one outside ``[0, num_centroids)``
+    (PyTorch indexing would wrap a negative code around instead of failing)."""
+    rows = codes.long()
+    if rows.numel() and (int(rows.min()) < 0 or int(rows.max()) >= num_centroids):
+        i = int(torch.nonzero((rows < 0) | (rows >= num_centroids))[0, 0])
+        raise IndexError(f"codes[{i}] = {int(rows[i])} is out of range for the number of centroids ({num_centroids})")
+    return rows
 
 
 def _residual_values(residuals, bucket_weights, nbits, dim):
@@ -232,7 +250,8 @@ def _cst_args(centroid_scores_t, codes, keep):
 # ---------------------------------------------------------------------------
 def decompress_residuals_ref(codes, residuals, centroids, bucket_weights, nbits):
     """``normalize(centroids[code].float() + bucket_weights[bucket])`` per row."""
-    v = centroids[codes.long()].float() + _residual_values(residuals, bucket_weights, nbits, centroids.shape[1])
+    v = centroids[_code_rows(codes, centroids.shape[0])].float() + _residual_values(residuals, bucket_weights, nbits,
+                                                                                     centroids.shape[1])
     return F.normalize(v, p=2.0, dim=-1)
 
 
@@ -261,7 +280,8 @@ def decompress_residuals(
 # ---------------------------------------------------------------------------
 def vector_norms_ref(codes, residuals, centroids, bucket_weights, nbits):
     """L2 norm of ``centroids[code].float() + bucket_weights[bucket]`` (before normalising)."""
-    v = centroids[codes.long()].float() + _residual_values(residuals, bucket_weights, nbits, centroids.shape[1])
+    v = centroids[_code_rows(codes, centroids.shape[0])].float() + _residual_values(residuals, bucket_weights, nbits,
+                                                                                     centroids.shape[1])
     return torch.linalg.vector_norm(v, dim=-1)
 
 
@@ -291,7 +311,7 @@ def centroid_interaction_ref(centroid_scores_t, codes, doc_offsets, pids, keep=N
     """PLAID approximate score: sum over k of max over the pid's kept codes of
     ``centroid_scores_t[code, k]``, each max starting from -9999."""
     tok, seg, lens = token_rows(doc_offsets, pids)
-    c = codes[tok].long()
+    c = _code_rows(codes[tok], centroid_scores_t.shape[0])
     s = centroid_scores_t[c]
     if keep is not None:
         s = s.masked_fill(~keep[c][:, None], MISSING_SCORE)
@@ -373,7 +393,7 @@ def maxsim_packed_ref(Q, centroid_scores_t, codes, residuals, norms, bucket_weig
     ``sum_k max_t (cst[code_t, k] + Q[k] . bucket_weights[b_t]) / norm_t``."""
     tok, seg, lens = token_rows(doc_offsets, pids)
     r = _residual_values(residuals[tok], bucket_weights, nbits, Q.shape[1])
-    s = (centroid_scores_t[codes[tok].long()] + r @ Q.T) / norms[tok, None].clamp_min(1e-12)
+    s = (centroid_scores_t[_code_rows(codes[tok], centroid_scores_t.shape[0])] + r @ Q.T) / norms[tok, None].clamp_min(1e-12)
     return _maxsim_sum(s, seg, lens)
 
 

@@ -270,27 +270,46 @@ class Index:
 
     @classmethod
     def load(cls, path: str | os.PathLike, *, model: Any = None, mmap: bool = False, check_hashes: bool = True,
-             device: Any = None) -> "Index":
+             device: Any = None, trust_remote_code: bool = False) -> "Index":
         """Open the index at ``path`` (a folder, or a name under the index root).
 
         ``model``: a ColBERT, or a name / path loaded on first use, to encode
         text queries with (default: the manifest's model, loaded on first use).
         ``mmap=True`` maps the arrays read-only instead of reading them.
-        ``check_hashes=False`` skips the sha256 check of every file (sizes and
-        array headers are still checked). ``device="cuda"`` searches on the GPU
-        (the arrays are copied there once per generation; the files are the same
-        whichever device built them); default: the CPU.
+        ``check_hashes=False`` skips the sha256 check of every file (sizes,
+        array headers and values are still checked: :mod:`colja.index.validate`).
+        ``device="cuda"`` searches on the GPU (the arrays are copied there once
+        per generation; the files are the same whichever device built them);
+        default: the CPU. ``trust_remote_code=True`` lets a stored first stage's
+        model run its own Python code; without it (whatever the folder records)
+        such a stage is refused with :class:`~colja.errors.UntrustedCodeError`
+        when used. A folder that fails validation raises
+        :class:`~colja.errors.IndexFormatError` naming the file and the broken invariant.
         """
         where = resolve_device(device)
         root = Path(path)
         if not root.exists() and not root.is_absolute() and (default_root() / root).exists():
             root = default_root() / root
         _check_model_arg(model)
-        snapshot = IndexSnapshot.open(root, mmap=mmap, check_hashes=check_hashes)
+        snapshot = IndexSnapshot.open(root, mmap=mmap, check_hashes=check_hashes, trust_remote_code=trust_remote_code)
         if model is not None and getattr(model, "dim", None) not in (None, snapshot.dim):
             snapshot.close()
             raise ValueError(f"the model makes {model.dim}-d vectors but the index holds {snapshot.dim}-d vectors")
         return cls(root if (root / "CURRENT").exists() else snapshot.generation, snapshot, model, device=where)
+
+    @staticmethod
+    def verify(path: str | os.PathLike, *, deep: bool = True) -> list[Any]:
+        """Check the index at ``path`` and return every problem found (an empty list: it is sound).
+
+        Runs every check of :meth:`load` (checksums included) without stopping at
+        the first failure, and with ``deep=True`` also the ones too expensive for
+        each load (IVF and norms recomputed, SQLite integrity check, duplicate
+        doc ids, stored first stages opened). Each problem names the file and the
+        invariant (:class:`colja.index.validate.Problem`). Runs no model code.
+        """
+        from colja.index.validate import verify
+
+        return verify(path, deep=deep)
 
     # ------------------------------------------------------------------ snapshots
 
@@ -333,7 +352,8 @@ class Index:
         """Switch to the index's newest generation if another writer committed one; True if it changed."""
         if current_generation_name(self.path) in (None, self._snapshot.generation.name):
             return False
-        self._adopt(IndexSnapshot.open(self.path, mmap=self.mmap, check_hashes=False))
+        self._adopt(IndexSnapshot.open(self.path, mmap=self.mmap, check_hashes=False,
+                                       trust_remote_code=self._snapshot.trust_remote_code))
         return True
 
     # ------------------------------------------------------------------ what it is

@@ -95,7 +95,10 @@ def test_matryoshka_truncation_slices_and_renormalizes(remote_code_model_path, h
     np.testing.assert_allclose(r._vectors.vectors(), expected, atol=1e-5)
     np.testing.assert_allclose(r.encode_queries(DOCS[:2]), expected[:2], atol=1e-5)
     assert r.search(DOCS[4], k=1).pids.tolist() == [4]
-    loaded = StaticRetriever.load(r.save(tmp_path / "sse"))
+    saved = r.save(tmp_path / "sse")
+    untrusted = StaticRetriever.load(saved)  # the folder's recorded trust is never taken
+    assert untrusted.saved_trust_remote_code and not untrusted.trust_remote_code
+    loaded = StaticRetriever.load(saved, trust_remote_code=True)
     assert loaded.truncate_dim == dim and loaded.trust_remote_code
     assert loaded.search(DOCS[5], k=1).pids.tolist() == [5]
 
