@@ -93,12 +93,14 @@ class IndexSnapshot:
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | os.PathLike, *, mmap: bool = False, check_hashes: bool = True,
-             trust_remote_code: bool = False) -> "IndexSnapshot":
+             trust_remote_code: bool = False, written_here: bool = False) -> "IndexSnapshot":
         """The live generation of the index folder ``path`` (or a generation folder), validated
         (:mod:`colja.index.validate`) and pinned for this snapshot (see :mod:`colja.index.store`).
         ``trust_remote_code``: whether stored first stages may run their model's own code (the
-        caller's decision, never the folder's)."""
-        gen, manifest, arrays, pin = open_checked(path, mmap=mmap, check_hashes=check_hashes, pin=True)
+        caller's decision, never the folder's). ``written_here``: the generation was just
+        committed by this process, so the value checks are skipped."""
+        gen, manifest, arrays, pin = open_checked(path, mmap=mmap, check_hashes=check_hashes, pin=True,
+                                                  check_values=not written_here)
         try:
             docs = DocStore.open(gen / DOCSTORE)
             count = docs.count()

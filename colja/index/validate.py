@@ -7,8 +7,9 @@ checks structure *and values* before the first search, and a failure is an
 
 Two depths:
 
-* **load** (:func:`open_checked`, run by every ``Index.load``, refresh and
-  write): the manifest is read with limits (size, UTF-8, finite numbers,
+* **load** (:func:`open_checked`, run by every ``Index.load`` and refresh, and
+  by a writer on a generation another process wrote; a generation a writer has
+  just committed itself skips the value checks): the manifest is read with limits (size, UTF-8, finite numbers,
   nesting depth) and checked against its schema before anything is allocated;
   files are regular files of the recorded size (and sha256); ``.npy`` headers
   match the manifest and the file sizes; every array's dtype, shape and value
@@ -702,9 +703,12 @@ def _open_stage(gen: Path, name: str, entry: dict[str, Any], report: Report) -> 
 # --------------------------------------------------------------------------- entry points
 
 
-def open_checked(path: str | Path, *, mmap: bool, check_hashes: bool, pin: bool = False
+def open_checked(path: str | Path, *, mmap: bool, check_hashes: bool, pin: bool = False, check_values: bool = True
                  ) -> tuple[Path, dict[str, Any], dict[str, np.ndarray], int | None]:
     """Locate, validate and load the live generation: ``(folder, manifest, arrays, pin)``; raises ``IndexFormatError``.
+
+    ``check_values=False`` skips the checks of array values, document store and first
+    stages (only for a generation this process has just written itself).
 
     ``pin=True`` holds the generation for the caller (:func:`colja.index.store.pin_generation`;
     the fourth item, else None). A generation a writer removed between reading ``CURRENT``
@@ -721,9 +725,10 @@ def open_checked(path: str | Path, *, mmap: bool, check_hashes: bool, pin: bool 
             check_files(gen, manifest, report, check_hashes=check_hashes)
             check_npy_headers(gen, manifest, report)
             arrays = load_arrays(gen, manifest, mmap=mmap)
-            check_arrays(gen, manifest, arrays, report)
-            check_docstore(gen / DOCSTORE, manifest["counts"]["passages"], report)
-            check_first_stages(gen, manifest, report)
+            if check_values:
+                check_arrays(gen, manifest, arrays, report)
+                check_docstore(gen / DOCSTORE, manifest["counts"]["passages"], report)
+                check_first_stages(gen, manifest, report)
         except (IndexFormatError, FileNotFoundError) as exc:
             unpin_generation(fd)
             if gen == path or attempt == 19 or not generation_switched(path, gen):

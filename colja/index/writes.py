@@ -133,7 +133,7 @@ class IndexWriter:
         assert self.files is not None
         fault_point("before_commit")
         generation = self.files.commit(manifest, keep_lock=True)
-        self.snapshot = IndexSnapshot.open(generation, mmap=self.mmap, check_hashes=False,
+        self.snapshot = IndexSnapshot.open(generation, mmap=self.mmap, check_hashes=False, written_here=True,
                                            trust_remote_code=self.base is not None and self.base.trust_remote_code)
         for name, retriever in (retrievers or {}).items():
             self.snapshot.keep_first_stage(name, retriever)
