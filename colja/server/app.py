@@ -61,7 +61,8 @@ def create_app(indexes: Mapping[str, Any], *, model: Any = None,
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI):
-        loader = asyncio.get_running_loop().run_in_executor(None, service.load)
+        # on the search pool: torch work stays on the threads that search (see ShortLivedThreads)
+        loader = asyncio.get_running_loop().run_in_executor(service.read_pool, service.load)
         loader.add_done_callback(lambda f: f.exception())  # the error is kept in service.load_error
         try:
             yield
