@@ -19,6 +19,7 @@ from colja._validation import check_texts
 from colja.errors import ModelLoadError, TruncationWarning
 from colja.model import loading
 from colja.model.settings import ColBERTSettings
+from colja.model.precision import apply_precision, resolve_precision
 from colja.model.tokenization import (
     SpecialIds,
     doc_sequences,
@@ -63,6 +64,7 @@ class ColBERT(nn.Module):
         self.skiplist: frozenset[int] = punctuation_skiplist(tokenizer, settings)
         self._skiplist_tensor = torch.tensor(sorted(self.skiplist), dtype=torch.long)
         self._warned_truncation = False
+        self.precision = "fp32"  # of the backbone: see colja.model.precision
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -72,6 +74,7 @@ class ColBERT(nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        precision: str = "auto",
         dim: int = 128,
         revision: str | None = None,
         cache_dir: str | None = None,
@@ -87,8 +90,14 @@ class ColBERT(nn.Module):
 
         Args:
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
-            dtype: ``"float16"``/``"bfloat16"`` to run the encoder in half
+            dtype: ``"float16"``/``"bfloat16"`` to run the whole encoder in half
                 precision (meant for GPUs); outputs are float32 either way.
+            precision: the backbone's precision when ``dtype`` is not given:
+                ``"auto"`` (default: on the CPU bf16 where it is native, else
+                int8 where AVX2 is, else fp32; fp32 on GPUs; ``$COLJA_PRECISION``
+                replaces it), ``"fp32"`` (exactly the reference's vectors; use it
+                to train or save), ``"bf16"``, ``"int8"`` (CPU). See
+                :mod:`colja.model.precision`.
             dim: projection size for a plain backbone (ignored otherwise).
             settings_overrides: any :class:`ColBERTSettings` field, e.g.
                 ``doc_maxlen=512`` or ``dynamic_query_maxlen=True``.
@@ -113,7 +122,17 @@ class ColBERT(nn.Module):
         model = cls(backbone, tokenizer, settings, linear=linear, name_or_path=str(name_or_path))
         model.eval()
         logger.info("loaded %s (%s layout) from %s", name_or_path, ckpt.layout, folder)
-        return model.to_device(device, dtype)
+        model.to_device(device, dtype)
+        if dtype is None:
+            chosen = resolve_precision(precision, model.device)
+            if chosen != "fp32":
+                model.bert = apply_precision(model.bert, chosen)
+                model.precision = chosen
+                logger.info("encoding in %s on this CPU (precision=%r; pass precision='fp32' for the reference's "
+                            "exact vectors)", chosen, precision)
+        elif precision not in ("auto", "fp32"):
+            raise ValueError("pass either dtype= (the whole model) or precision= (the backbone on the CPU), not both")
+        return model
 
     def to_device(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> "ColBERT":
         """Move to ``device`` (default: CUDA if available) and optionally cast."""
@@ -160,6 +179,9 @@ class ColBERT(nn.Module):
         """
         from safetensors.torch import save_file
 
+        if self.precision != "fp32":
+            raise ValueError(f"this model encodes in {self.precision} (precision='auto' picked it on this CPU); "
+                             "saving would lose its weights' precision: load it with precision='fp32' to save or train")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         prefix = getattr(self.bert, "base_model_prefix", "bert") or "bert"
@@ -182,7 +204,7 @@ class ColBERT(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """L2-normalised token vectors ``float [batch, length, dim]`` (differentiable)."""
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
-        return torch.nn.functional.normalize(self.linear(hidden), p=2, dim=2)
+        return torch.nn.functional.normalize(self.linear(hidden.to(self.linear.weight.dtype)), p=2, dim=2)
 
     def query_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Which query positions are real vectors (everything but ``[PAD]``)."""
