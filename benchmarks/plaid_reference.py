@@ -80,8 +80,10 @@ def search(index: Path, queries_path: Path, budgets: list[dict], threads: int, r
 
     torch.set_num_threads(threads)
     from colbert.infra.config import ColBERTConfig
+    from colbert.modeling.colbert import ColBERT
     from colbert.search.index_storage import IndexScorer
 
+    ColBERT.try_load_torch_extensions(False)  # its segmented MaxSim (a Searcher's model would load it)
     queries = torch.from_numpy(np.load(queries_path).astype(np.float32))
     ranker = IndexScorer(str(index), use_gpu=False)
     out = []
