@@ -16,6 +16,7 @@ from colja import kernels
 from colja._atomic import write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
+from colja._warnings import warn_at_caller
 from colja.errors import ModelLoadError, TruncationWarning
 from colja.model import loading
 from colja.model.settings import ColBERTSettings
@@ -64,6 +65,7 @@ class ColBERT(nn.Module):
         self.skiplist: frozenset[int] = punctuation_skiplist(tokenizer, settings)
         self._skiplist_tensor = torch.tensor(sorted(self.skiplist), dtype=torch.long)
         self._warned_truncation = False
+        self._warned_query_length = False
         self.precision = "fp32"  # of the backbone: see colja.model.precision
 
     # ------------------------------------------------------------------ loading
@@ -237,7 +239,7 @@ class ColBERT(nn.Module):
         texts = check_texts(texts, what="documents")
         sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts, self.settings.doc_maxlen),
                                              self.special_ids, self.settings)
-        self._warn_truncated(truncated, len(texts), stacklevel=3)
+        self._warn_truncated(truncated, len(texts))
         if not sequences:
             return torch.empty((0, 0), dtype=torch.long), torch.empty((0, 0), dtype=torch.long)
         return pad_batch(sequences, self.special_ids.pad)
@@ -266,8 +268,15 @@ class ColBERT(nn.Module):
         pieces = wordpiece_ids(self.tokenizer, texts, self.max_positions)
         dynamic = self.settings.dynamic_query_maxlen if dynamic_length is None else dynamic_length
         lengths = [query_length(len(p), self.settings, self.max_positions, dynamic) for p in pieces]
-        if dynamic and any(len(p) + 3 > n for p, n in zip(pieces, lengths)):
-            logger.info("some queries exceed %d tokens and were cut", max(lengths))
+        long = sum(len(p) + 3 > n for p, n in zip(pieces, lengths))
+        if long and not self._warned_query_length:
+            self._warned_query_length = True
+            limit = max(lengths)
+            warn_at_caller(
+                f"{long} of {len(texts)} queries are longer than the query length ({limit} tokens) and were cut"
+                + ("" if dynamic else "; pass dynamic_length=True (or load the model with dynamic_query_maxlen=True) "
+                   f"to encode up to {self.max_positions - 2} tokens")
+                + " (said once per model)", TruncationWarning)
         width = max(lengths)
         out = torch.zeros((len(texts), width, self.dim), dtype=torch.float32)
         # Group queries of one length so every batch is dense and no query's
@@ -305,7 +314,7 @@ class ColBERT(nn.Module):
         _check_batch_size(batch_size)
         sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts, self.settings.doc_maxlen),
                                              self.special_ids, self.settings)
-        self._warn_truncated(truncated, len(texts), stacklevel=4)
+        self._warn_truncated(truncated, len(texts))
         n = len(sequences)
         order = sorted(range(n), key=lambda i: -len(sequences[i])) if sort_by_length else list(range(n))
         batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -331,13 +340,12 @@ class ColBERT(nn.Module):
         vectors = vectors * keep.to(device).unsqueeze(-1)
         return vectors.float().cpu()
 
-    def _warn_truncated(self, truncated: int, total: int, *, stacklevel: int) -> None:
+    def _warn_truncated(self, truncated: int, total: int) -> None:
         if truncated:
-            warnings.warn(
+            warn_at_caller(
                 f"{truncated} of {total} documents are longer than doc_maxlen={self.doc_maxlen} tokens and were truncated; "
                 "split long documents into passages (Index.build(..., split=True)) or raise doc_maxlen",
                 TruncationWarning,
-                stacklevel=stacklevel,
             )
 
     # ------------------------------------------------------------------ scoring
