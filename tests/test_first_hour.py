@@ -163,7 +163,10 @@ def test_silent_edge_cases_now_speak(tmp_path, docs):
     assert not (tmp_path / "csv").exists()
 
 
-def test_long_queries_warn_once_and_warnings_point_at_the_caller(fixture_model):
+def test_long_queries_warn_once_and_warnings_point_at_the_caller():
+    from colja import ColBERT
+
+    fixture_model = ColBERT.from_pretrained(FIXTURE_MODEL, device="cpu")  # fresh: the warning is once per model
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         fixture_model.encode_queries(["長い質問" * 2000])
