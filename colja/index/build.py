@@ -361,7 +361,7 @@ def _embed_sample(source: EmbeddingSource, pids: np.ndarray, work: Path, dtype: 
 def _chunk_vectors(source: EmbeddingSource, pids: np.ndarray, sample_pids: np.ndarray, sample_vectors: np.ndarray,
                    sample_offsets: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
     """Vectors of a chunk, taking sample passages from the sample file when the source is expensive."""
-    if not source.expensive:
+    if not source.expensive or len(sample_pids) == 0:
         return source.embed(pids)
     where = np.searchsorted(sample_pids, pids)
     in_sample = (where < len(sample_pids)) & (sample_pids[np.minimum(where, len(sample_pids) - 1)] == pids)
