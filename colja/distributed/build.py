@@ -50,7 +50,7 @@ from colja.model.encoder import DEFAULT_MODEL, describe_model, resolve_model
 
 logger = logging.getLogger(__name__)
 
-#: $COLJA_FAULT_AT value that makes each build worker kill itself (SIGKILL) after writing its first batch
+#: $COLJA_FAULT_AT value that makes each build worker kill itself (SIGKILL) after writing its second batch
 WORKER_FAULT = "distributed_worker_after_batch"
 
 
@@ -327,7 +327,7 @@ def _run_batches(ray: Any, ledger: Ledger, pending: list[int], texts: TextCollec
         num_workers = int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1))
     num_workers = max(1, min(num_workers, len(pending)))
     shipped = os.fspath(model) if isinstance(model, (str, os.PathLike)) else encoder
-    die_after = 1 if os.environ.get(FAULT_ENV) == WORKER_FAULT else None
+    die_after = 2 if os.environ.get(FAULT_ENV) == WORKER_FAULT else None
     actor = ray.remote(_BuildWorker).options(num_cpus=1 if not num_gpus else 0, num_gpus=num_gpus or 0,
                                              max_restarts=0, scheduling_strategy="SPREAD")
     workers = [actor.remote(shipped, bool(num_gpus), die_after) for _ in range(num_workers)]
