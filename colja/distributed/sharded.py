@@ -223,7 +223,7 @@ class ShardedIndex:
             by_shard.setdefault(split_pid(pid)[0], []).append(at)
         for shard, ats in by_shard.items():
             flat, doclens = self.shards.call(shard, "passage_vectors", [split_pid(pids[a])[1] for a in ats])
-            for a, v in zip(ats, torch.from_numpy(flat).split(doclens.tolist())):
+            for a, v in zip(ats, torch.from_numpy(np.array(flat)).split(doclens.tolist())):
                 parts[a], lens[a] = v, int(v.shape[0])
         flat_all = torch.cat(parts) if parts else torch.empty(0, self.dim)
         return flat_all, torch.tensor(lens, dtype=torch.long)
