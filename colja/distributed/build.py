@@ -4,12 +4,13 @@
 
 1. the collection (a list, a ``datasets.Dataset``, a JSONL file) is read and
    checked on the driver, as ``Index.build`` checks it;
-2. the driver encodes the seeded k-means sample and trains the centroids and
-   the residual codec once (the same code and seed as a local build, so the
-   same centroids) and keeps them in the work folder;
-3. the passages are cut into batches; a pool of model actors (one per worker,
-   ``num_gpus_per_worker`` GPUs each) encodes and compresses each batch and
-   writes its codes, residuals and norms as ``.npy`` files; the driver records
+2. a pool of model actors (one per worker, ``num_gpus_per_worker`` GPUs
+   each) encodes the seeded k-means sample; the driver trains the centroids
+   and the residual codec once (the same code and seed as a local build, so
+   the same centroids) and keeps them, and the sample's vectors, in the work folder;
+3. the passages are cut into batches; the actors encode each batch (taking
+   the sample passages' vectors from the sample file, as a local build does),
+   compress it and write its codes, residuals and norms as ``.npy`` files; the driver records
    each finished batch in a JSON ledger, so a re-run after a worker or driver
    failure skips the batches already written (:mod:`colja.distributed.work`);
 4. the driver assembles either one ordinary index (``shards=1``) or ``N``
@@ -29,7 +30,7 @@ import shutil
 import signal
 import time
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import numpy as np
 import torch
@@ -40,9 +41,10 @@ from colja.distributed.layout import MANIFEST, shard_name, write_manifest
 from colja.distributed.routing import shards_of
 from colja.distributed.work import BatchSource, Ledger, fingerprint, work_folder, write_batch
 from colja.errors import BuildWorkerError, CollectionError, IndexExistsError
-from colja.index.build import BuildReport, ModelSource, compress_vectors, fit_codec
+from colja.index.build import BuildReport, EmbeddingSource, ModelSource, compress_vectors, fit_codec
 from colja.index.codec import ResidualCodec, check_dims
 from colja.index.collection import TextCollection, as_text_collection, check_doc_ids, dump_all_metadata
+from colja.index.planning import plan_sample
 from colja.index.settings import IndexSettings, resolve_settings
 from colja.index.store import FAULT_ENV, check_target, is_index_folder
 from colja.index.writes import IndexWriter, write_build
@@ -195,8 +197,17 @@ class _BuildWorker:
         self.written = 0
         self._codec: tuple[int, ResidualCodec, Any] | None = None
 
-    def run(self, b: int, texts: list[str], codec_arrays: dict[str, Any], settings: dict[str, Any],
-            folder: str, batch_size: int) -> dict[str, int]:
+    def embed(self, texts: list[str], fp16: bool, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """Vectors of ``texts`` (flat, float16 when the build rounds to it) and their lengths."""
+        flat, doclens = self.model.encode_documents(texts, batch_size=batch_size, show_progress=False,
+                                                    return_flat=True)
+        flat = torch.as_tensor(flat)
+        return (flat.half() if fp16 else flat.float()).numpy(), np.asarray(doclens, dtype=np.int64)
+
+    def run(self, b: int, texts: list[str], reuse: dict[str, Any] | None, codec_arrays: dict[str, Any],
+            settings: dict[str, Any], folder: str, batch_size: int) -> dict[str, int]:
+        """Encode ``texts`` (the batch's passages not in the k-means sample: ``reuse`` says where
+        the others' vectors are in the sample file), compress, write the batch's files."""
         s = IndexSettings.from_dict(settings)
         key = id(codec_arrays["centroids"])
         if self._codec is None or self._codec[0] != key:
@@ -211,15 +222,91 @@ class _BuildWorker:
                 assign = TwoLevelAssigner(codec.centroids, probe=s.assignment_probe, seed=s.seed)
             self._codec = (key, codec, assign)
         _, codec, assign = self._codec
-        flat, doclens = self.model.encode_documents(texts, batch_size=batch_size, show_progress=False,
-                                                    return_flat=True)
-        codes, residuals, norms = compress_vectors(codec, torch.as_tensor(flat), s, assign)
-        write_batch(Path(folder), {"codes": codes, "residuals": residuals, "norms": norms,
-                                   "doclens": np.asarray(doclens, dtype=np.int64)})
+        if texts:
+            flat, doclens = self.model.encode_documents(texts, batch_size=batch_size, show_progress=False,
+                                                        return_flat=True)
+            flat, doclens = torch.as_tensor(flat).float(), np.asarray(doclens, dtype=np.int64)
+        else:
+            flat, doclens = torch.zeros((0, codec.dim)), np.zeros(0, np.int64)
+        if reuse is not None:
+            flat, doclens = _with_sample(flat, doclens, reuse, codec.dim)
+        codes, residuals, norms = compress_vectors(codec, flat, s, assign)
+        write_batch(Path(folder), {"codes": codes, "residuals": residuals, "norms": norms, "doclens": doclens})
         self.written += 1
         if self.die_after is not None and self.written >= self.die_after:  # test hook: a worker dies mid-build
             os.kill(os.getpid(), signal.SIGKILL)
-        return {"batch": b, "passages": len(texts), "vectors": int(codes.shape[0])}
+        return {"batch": b, "passages": len(doclens), "vectors": int(codes.shape[0])}
+
+
+def _with_sample(fresh: torch.Tensor, fresh_lens: np.ndarray, reuse: dict[str, Any], dim: int
+                 ) -> tuple[torch.Tensor, np.ndarray]:
+    """A batch's vectors in passage order: sample passages from the sample file, the others from ``fresh``."""
+    mask = np.asarray(reuse["in_sample"], dtype=bool)
+    starts, lens = np.asarray(reuse["starts"], np.int64), np.asarray(reuse["lens"], np.int64)
+    sample = np.memmap(reuse["path"], dtype=np.dtype(reuse["dtype"]), mode="r", shape=(reuse["rows"], dim))
+    doclens = np.zeros(len(mask), np.int64)
+    doclens[mask], doclens[~mask] = lens, fresh_lens
+    out = torch.empty((int(doclens.sum()), dim), dtype=torch.float32)
+    offsets = np.concatenate([[0], np.cumsum(doclens)])
+    fresh_offsets = np.concatenate([[0], np.cumsum(fresh_lens)])
+    si = fi = 0
+    for i, in_sample in enumerate(mask):
+        a, z = offsets[i], offsets[i + 1]
+        if in_sample:
+            out[a:z] = torch.from_numpy(np.asarray(sample[starts[si] : starts[si] + lens[si]], dtype=np.float32))
+            si += 1
+        else:
+            out[a:z] = fresh[fresh_offsets[fi] : fresh_offsets[fi + 1]]
+            fi += 1
+    return out, doclens
+
+
+class _RaySource(EmbeddingSource):
+    """The k-means sample encoded by the build's workers.
+
+    The sample is encoded block by block (``settings.chunk_passages``), each
+    block by one worker in one call, exactly as a local build groups it (so the
+    same vectors, the same centroids); the next blocks are submitted ahead, a
+    few per worker, so the workers run in parallel while the driver spills.
+    """
+
+    expensive = True
+
+    def __init__(self, ray: Any, workers: list[Any], texts: TextCollection, blocks: list[np.ndarray], fp16: bool,
+                 batch_size: int):
+        self.ray, self.workers, self.texts = ray, workers, texts
+        self.fp16, self.batch_size = fp16, batch_size
+        self._blocks = [np.asarray(b, dtype=np.int64) for b in blocks]
+        self._next = 0
+        self._running: dict[int, Any] = {}
+
+    @property
+    def num_passages(self) -> int:
+        return self.texts.num_passages
+
+    def _submit_ahead(self) -> None:
+        while self._next < len(self._blocks) and len(self._running) < 2 * len(self.workers):
+            block = self._blocks[self._next]
+            worker = self.workers[self._next % len(self.workers)]
+            self._running[int(block[0])] = (block, worker.embed.remote(self.texts.texts_at(block.tolist()),
+                                                                       self.fp16, self.batch_size))
+            self._next += 1
+
+    def embed(self, pids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        pids = np.asarray(pids, dtype=np.int64)
+        if len(pids) == 0:
+            return torch.empty(0), np.zeros(0, np.int64)
+        self._submit_ahead()
+        block, ref = self._running.pop(int(pids[0]), (None, None))
+        if block is None or not np.array_equal(block, pids):  # not a planned block: encode it on its own
+            ref = self.workers[0].embed.remote(self.texts.texts_at(pids.tolist()), self.fp16, self.batch_size)
+        try:
+            flat, lens = self.ray.get(ref)
+        except Exception as exc:  # noqa: BLE001 - a worker died while encoding the sample
+            raise BuildWorkerError(f"a build worker failed while encoding the k-means sample ({type(exc).__name__}); "
+                                   "run the same build again") from None
+        self._submit_ahead()
+        return torch.from_numpy(np.array(flat)).float(), np.asarray(lens, dtype=np.int64)
 
 
 def build(collection: Any, path: str | os.PathLike, *, model: Any = DEFAULT_MODEL, shards: int = 1,
@@ -264,32 +351,43 @@ def build(collection: Any, path: str | os.PathLike, *, model: Any = DEFAULT_MODE
     report: dict[str, Any] = {}
     started = time.perf_counter()
 
-    # 2. the codec, once (kept across re-runs)
-    loaded = ledger.load_codec()
-    if loaded is None:
-        scratch = ledger.folder / "sample"
-        shutil.rmtree(scratch, ignore_errors=True)
-        scratch.mkdir()
-        fit_report = BuildReport(num_passages=n)
-        trained = fit_codec(ModelSource(encoder, texts, batch_size=batch_size), settings, scratch, fit_report,
-                            show_progress)
-        codec = trained.codec
-        del trained
-        shutil.rmtree(scratch, ignore_errors=True)
-        report = fit_report.to_dict()
-        ledger.save_codec(codec, report)
-    else:
-        codec, report = loaded
-    seconds: dict[str, float] = dict(report.get("seconds") or {})
-
-    # 3. encode + compress on the cluster
-    clock = time.perf_counter()
     ray = connect(ray_address)
-    pending = [b for b in range(num_batches) if b not in ledger.done]
-    if pending:
-        _run_batches(ray, ledger, pending, texts, codec, settings, encoder, model, num_workers,
-                     num_gpus_per_worker, batch_size, batch_passages, show_progress)
-    seconds["encode_compress"] = time.perf_counter() - clock
+    workers = _start_workers(ray, encoder, model, num_workers, num_gpus_per_worker,
+                             len([x for x in range(num_batches) if x not in ledger.done]) or 1)
+    fp16 = settings.round_to_fp16
+    try:
+        # 2. the codec, once (kept across re-runs): the sample encoded by the workers, k-means here
+        loaded = ledger.load_codec()
+        if loaded is None:
+            scratch = ledger.folder / "sample"
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir()
+            fit_report = BuildReport(num_passages=n)
+            sample_pids = plan_sample(n, settings).pids
+            blocks = [sample_pids[i : i + settings.chunk_passages]
+                      for i in range(0, len(sample_pids), settings.chunk_passages)]
+            trained = fit_codec(_RaySource(ray, workers, texts, blocks, fp16, batch_size), settings, scratch,
+                                fit_report, show_progress, sample_pids=sample_pids)
+            codec = trained.codec
+            np.save(scratch / "sample_pids.npy", trained.sample_pids, allow_pickle=False)
+            np.save(scratch / "sample_doclens.npy", trained.sample_doclens, allow_pickle=False)
+            del trained
+            report = fit_report.to_dict()
+            ledger.save_codec(codec, report)  # written last: a codec means a complete sample
+        else:
+            codec, report = loaded
+        seconds: dict[str, float] = dict(report.get("seconds") or {})
+
+        # 3. encode (passages outside the sample) + compress, on the cluster
+        clock = time.perf_counter()
+        pending = [x for x in range(num_batches) if x not in ledger.done]
+        if pending:
+            _run_batches(ray, workers, ledger, pending, texts, codec, settings, _sample_file(ledger, codec.dim, fp16),
+                         batch_size, batch_passages, show_progress)
+        seconds["encode_compress"] = time.perf_counter() - clock
+    finally:
+        for wk in workers:
+            ray.kill(wk, no_restart=True)
 
     # 4. the index (or the shards and sharded.json)
     clock = time.perf_counter()
@@ -318,19 +416,54 @@ def _all_texts(texts: TextCollection):
         yield from texts.texts(start, min(texts.num_passages, start + 4096))
 
 
-def _run_batches(ray: Any, ledger: Ledger, pending: list[int], texts: TextCollection, codec: ResidualCodec,
-                 settings: IndexSettings, encoder: Any, model: Any, num_workers: int | None, num_gpus: float,
-                 batch_size: int, batch_passages: int, show_progress: bool | None) -> None:
-    n = texts.num_passages
+def _start_workers(ray: Any, encoder: Any, model: Any, num_workers: int | None, num_gpus: float,
+                   most: int) -> list[Any]:
+    """The pool of model actors (one per CPU of the cluster, or per ``num_gpus`` GPUs, by default)."""
     resources = ray.cluster_resources()
     if num_workers is None:
         num_workers = int(resources.get("GPU", 0) // num_gpus) if num_gpus else int(resources.get("CPU", 1))
-    num_workers = max(1, min(num_workers, len(pending)))
+    num_workers = max(1, min(num_workers, most))
     shipped = os.fspath(model) if isinstance(model, (str, os.PathLike)) else encoder
     die_after = 2 if os.environ.get(FAULT_ENV) == WORKER_FAULT else None
     actor = ray.remote(_BuildWorker).options(num_cpus=1 if not num_gpus else 0, num_gpus=num_gpus or 0,
                                              max_restarts=0, scheduling_strategy="SPREAD")
-    workers = [actor.remote(shipped, bool(num_gpus), die_after) for _ in range(num_workers)]
+    return [actor.remote(shipped, bool(num_gpus), die_after) for _ in range(num_workers)]
+
+
+def _sample_file(ledger: Ledger, dim: int, fp16: bool) -> dict[str, Any] | None:
+    """Where the k-means sample's vectors are (reused instead of encoding those passages again), or None."""
+    folder = ledger.folder / "sample"
+    if not all((folder / f).is_file() for f in ("sample.bin", "sample_pids.npy", "sample_doclens.npy")):
+        return None
+    pids = np.load(folder / "sample_pids.npy")
+    doclens = np.load(folder / "sample_doclens.npy")
+    dtype = np.float16 if fp16 else np.float32
+    rows = int(doclens.sum())
+    if (folder / "sample.bin").stat().st_size != rows * dim * np.dtype(dtype).itemsize:
+        return None
+    return {"path": os.fspath(folder / "sample.bin"), "dtype": np.dtype(dtype).name, "rows": rows, "pids": pids,
+            "offsets": np.concatenate([[0], np.cumsum(doclens)])}
+
+
+def _reuse_for(sample: dict[str, Any] | None, start: int, stop: int) -> tuple[dict[str, Any] | None, np.ndarray]:
+    """What a batch reuses from the sample, and the positions it must encode."""
+    pids = np.arange(start, stop, dtype=np.int64)
+    if sample is None:
+        return None, pids
+    where = np.searchsorted(sample["pids"], pids)
+    capped = np.minimum(where, len(sample["pids"]) - 1)
+    mask = (where < len(sample["pids"])) & (sample["pids"][capped] == pids)
+    rows = where[mask]
+    offsets = sample["offsets"]
+    reuse = {"path": sample["path"], "dtype": sample["dtype"], "rows": sample["rows"], "in_sample": mask.tolist(),
+             "starts": offsets[rows].tolist(), "lens": (offsets[rows + 1] - offsets[rows]).tolist()}
+    return reuse, pids[~mask]
+
+
+def _run_batches(ray: Any, workers: list[Any], ledger: Ledger, pending: list[int], texts: TextCollection,
+                 codec: ResidualCodec, settings: IndexSettings, sample: dict[str, Any] | None, batch_size: int,
+                 batch_passages: int, show_progress: bool | None) -> None:
+    n = texts.num_passages
     codec_ref = ray.put({"centroids": codec.centroids.numpy(), "bucket_cutoffs": codec.bucket_cutoffs.numpy(),
                          "bucket_weights": codec.bucket_weights.numpy(), "avg_residual": codec.avg_residual,
                          "nbits": codec.nbits})
@@ -339,19 +472,20 @@ def _run_batches(ray: Any, ledger: Ledger, pending: list[int], texts: TextCollec
         from tqdm.auto import tqdm
 
         bar = tqdm(total=n, initial=n - sum(min(batch_passages, n - b * batch_passages) for b in pending),
-                   desc=f"Encoding on Ray ({num_workers} workers)", unit="passage", dynamic_ncols=True)
+                   desc=f"Encoding on Ray ({len(workers)} workers)", unit="passage", dynamic_ncols=True)
     clock, encoded = time.perf_counter(), 0
     todo = list(pending)
     running: dict[Any, tuple[int, int]] = {}
-    try:
-        def submit(w: int) -> None:
-            b = todo.pop(0)
-            start, stop = b * batch_passages, min(n, (b + 1) * batch_passages)
-            ref = workers[w].run.remote(b, texts.texts(start, stop), codec_ref, settings.to_dict(),
-                                        os.fspath(ledger.batch_path(b)), batch_size)
-            running[ref] = (w, b)
 
-        for w in range(num_workers):
+    def submit(w: int) -> None:
+        b = todo.pop(0)
+        reuse, fresh = _reuse_for(sample, b * batch_passages, min(n, (b + 1) * batch_passages))
+        ref = workers[w].run.remote(b, texts.texts_at(fresh.tolist()) if len(fresh) else [], reuse, codec_ref,
+                                    settings.to_dict(), os.fspath(ledger.batch_path(b)), batch_size)
+        running[ref] = (w, b)
+
+    try:
+        for w in range(len(workers)):
             if todo:
                 submit(w)
         while running:
@@ -361,8 +495,8 @@ def _run_batches(ray: Any, ledger: Ledger, pending: list[int], texts: TextCollec
                 done = ray.get(ready[0])
             except Exception as exc:  # noqa: BLE001 - a worker died: the batches written so far stay
                 raise BuildWorkerError(f"build worker {w} failed on batch {b} ({type(exc).__name__}); "
-                                 f"{len(ledger.done)} of {ledger.state['num_batches']} batches are written: "
-                                 "run the same build again to resume") from None
+                                       f"{len(ledger.done)} of {ledger.state['num_batches']} batches are written: "
+                                       "run the same build again to resume") from None
             ledger.mark(b)
             encoded += done["passages"]
             if bar is not None:
@@ -373,8 +507,6 @@ def _run_batches(ray: Any, ledger: Ledger, pending: list[int], texts: TextCollec
     finally:
         if bar is not None:
             bar.close()
-        for wk in workers:
-            ray.kill(wk, no_restart=True)
 
 
 __all__ = ["build", "build_local", "read_collection", "WORKER_FAULT"]

@@ -29,7 +29,6 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from colja import kernels
 from colja._validation import check_texts
 from colja.distributed.layout import read_manifest, shard_name
 from colja.distributed.routing import global_pids, shard_of, split_pid
