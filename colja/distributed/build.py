@@ -61,15 +61,18 @@ WORKER_FAULT = "distributed_worker_after_batch"
 
 def read_collection(collection: Any, doc_ids: Any, metadata: Any, text_column: str
                     ) -> tuple[TextCollection, list[str] | None, list[str | None] | None]:
-    """Texts, ids and metadata (JSON texts) of a list, a ``datasets.Dataset`` or a JSONL file
-    (``text`` field, ``id`` / ``_id`` / ``doc_id``, other fields as metadata)."""
-    if isinstance(collection, (str, os.PathLike)) and str(collection).endswith((".jsonl", ".ndjson")):
+    """Texts, ids and metadata (JSON texts) of a list, a ``datasets.Dataset``, or a ``.jsonl`` /
+    ``.parquet`` file (``text_column``, ``_id`` / ``id`` / ``doc_id``, other fields as metadata)."""
+    if isinstance(collection, (str, os.PathLike)) and str(collection).endswith((".jsonl", ".ndjson", ".parquet")):
         path = Path(collection)
         if not path.is_file():
             raise CollectionError(f"collection file {path} does not exist")
-        rows = [row for _, row in iter_jsonl_objects(path, CollectionError)]
+        rows = _parquet_rows(path) if path.suffix == ".parquet" else [r for _, r in iter_jsonl_objects(path, CollectionError)]
         key = next((k for k in ("_id", "id", "doc_id") if rows and k in rows[0]), None)
-        texts = [row.get(text_column) for row in rows]
+        missing = [i for i, row in enumerate(rows) if text_column not in row]
+        if missing:
+            raise CollectionError(f"{path}: row {missing[0] + 1} has no {text_column!r} field; pass text_column=...")
+        texts = [row[text_column] for row in rows]
         if doc_ids is None and key is not None:
             doc_ids = [str(row[key]) for row in rows]
         if metadata is None:
@@ -77,6 +80,19 @@ def read_collection(collection: Any, doc_ids: Any, metadata: Any, text_column: s
         collection = texts
     texts = as_text_collection(collection, text_column=text_column)
     return texts, check_doc_ids(doc_ids, texts.num_passages), dump_all_metadata(metadata, texts.num_passages)
+
+
+def _parquet_rows(path: Path) -> list[dict[str, Any]]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow comes with colja[ray]
+        from colja.errors import MissingDependencyError
+
+        raise MissingDependencyError('reading .parquet needs pyarrow: pip install "colja[ray]"') from None
+    try:
+        return pq.read_table(path).to_pylist()
+    except Exception as exc:  # noqa: BLE001 - pyarrow's errors are many
+        raise CollectionError(f"{path}: not a readable Parquet file ({type(exc).__name__}: {exc})") from None
 
 
 def _prepare_target(path: Path, shards: int, overwrite: bool) -> Path:

@@ -6,13 +6,16 @@ shards' :class:`~colja.distributed.server.ShardServer`. An error the shard's
 index raises (a bad filter, an unknown id) reaches the caller as itself. A Ray
 shard whose actor died is called once more (Ray restarts it, up to
 ``max_restarts`` times, from the shard's folder); if that fails too the call
-raises :class:`~colja.errors.ShardError` naming the shard, or, in ``call_all``
+raises :class:`~colja.errors.ShardError` naming the shard (waiting for the restart is
+not a retry: a call submitted while the actor restarts is answered "unavailable"
+by Ray, so the shard is polled until it is back), or, in ``call_all``
 with ``allow_partial=True``, leaves the shard out and says so.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -75,11 +78,13 @@ class RayShards:
     """
 
     def __init__(self, paths: Sequence[str], *, address: str | None = None, model: Any = None,
-                 mmap: bool = False, max_restarts: int = 1, num_cpus: float = 0, timeout_s: float | None = None):
+                 mmap: bool = False, max_restarts: int = 1, num_cpus: float = 0, timeout_s: float | None = None,
+                 restart_timeout_s: float = 120.0):
         ray = connect(address)
         self.ray = ray
         self.paths = [os.fspath(p) for p in paths]
         self.timeout_s = timeout_s
+        self.restart_timeout_s = restart_timeout_s
         actor = ray.remote(ShardServer)
         name = os.fspath(model) if isinstance(model, (str, os.PathLike)) else None  # objects stay on the driver
         self.actors = [actor.options(max_restarts=max_restarts, max_task_retries=0, num_cpus=num_cpus,
@@ -106,12 +111,28 @@ class RayShards:
                     raise cause from None
                 raise
             except (RayActorError, GetTimeoutError) as exc:
-                if attempt == 1:
-                    raise ShardError(f"shard {i} ({self.paths[i]}) did not answer {method}() after one retry "
-                                     f"on a restarted actor: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
-                                     shard=i, path=self.paths[i]) from None
-                ref = self._submit(i, method, args)  # Ray restarts the actor; the call waits for it
+                if attempt == 1 or not self._await_restart(i):
+                    first = str(exc).splitlines()[0] if str(exc) else ""
+                    how = "after one retry on a restarted actor" if attempt else "and its actor was not restarted"
+                    raise ShardError(f"shard {i} ({self.paths[i]}) did not answer {method}() {how}: "
+                                     f"{type(exc).__name__}: {first}", shard=i, path=self.paths[i]) from None
+                ref = self._submit(i, method, args)  # the one retry, on the restarted actor
         raise AssertionError("not reached")  # pragma: no cover
+
+    def _await_restart(self, i: int) -> bool:
+        """Wait (up to ``restart_timeout_s``) until Ray has restarted shard ``i``'s actor; False if it will not."""
+        from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+
+        deadline = time.monotonic() + self.restart_timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self.ray.get(self.actors[i].pid.remote(), timeout=max(0.1, deadline - time.monotonic()))
+                return True
+            except (ActorUnavailableError, GetTimeoutError):  # restarting: ask again
+                time.sleep(0.1)
+            except RayActorError:  # dead for good (no restarts left)
+                return False
+        return False
 
     def call(self, i: int, method: str, *args: Any) -> Any:
         return self._get(i, self._submit(i, method, args), method, args)

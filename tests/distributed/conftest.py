@@ -1,5 +1,5 @@
-"""A real Ray cluster on this machine (a head and one worker node, separate processes), shared by
-the distributed tests, and a small Japanese collection."""
+"""The distributed tests: a small Japanese collection (the Ray cluster, ``ray_cluster``, is in
+tests/conftest.py, shared with the searchable contract suite)."""
 
 from __future__ import annotations
 
@@ -12,23 +12,6 @@ from tests.conftest import DATA, FIXTURE_MODEL
 ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "colja[ray]"')
 
 N = 150
-MB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def ray_cluster():
-    """``ray.cluster_utils.Cluster``: head (1 CPU) + worker node (1 CPU), 100 MB object stores each."""
-    from ray.cluster_utils import Cluster
-
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * MB})
-    try:
-        cluster.add_node(num_cpus=1, object_store_memory=100 * MB)
-        ray.init(address=cluster.address, log_to_driver=False)
-        cluster.wait_for_nodes()
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
 
 
 @pytest.fixture(scope="session")

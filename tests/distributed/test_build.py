@@ -105,6 +105,22 @@ def test_shards_hold_the_documents_their_ids_route_to(ray_cluster, corpus, model
         index.close()
 
 
+def test_parquet_input_routes_like_jsonl(tmp_path, corpus):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from colja.distributed.build import read_collection
+
+    texts, ids, meta = corpus
+    pq.write_table(pa.Table.from_pylist([{"doc_id": i, "text": t, **m} for t, i, m in zip(texts, ids, meta)]),
+                   tmp_path / "passages.parquet")
+    got_texts, got_ids, got_meta = read_collection(tmp_path / "passages.parquet", None, None, "text")
+    assert got_texts.texts(0, len(texts)) == texts and got_ids == ids
+    assert [json.loads(m) for m in got_meta] == meta
+    with pytest.raises(colja.CollectionError, match="no 'body' field"):
+        read_collection(tmp_path / "passages.parquet", None, None, "body")
+
+
 def test_bad_input_fails_before_any_work(ray_cluster, model_path, tmp_path):
     with pytest.raises(colja.CollectionError, match="empty"):
         build([], tmp_path / "x", model=model_path, ray_address=ray_cluster.address)

@@ -163,3 +163,30 @@ def test_a_dead_shard_is_an_error_naming_it_unless_partial_is_allowed(three_shar
         assert hits.partial and hits.missing_shards == (0,) and all(shard_of(h.doc_id, 3) != 0 for h in hits)
     finally:
         partial.close()
+
+
+def test_a_shard_actor_killed_mid_query_is_retried(three_shards, ray_cluster, queries, _fixture_model):
+    """The actor dies while it answers (a batch long enough to kill it a third of the way in)."""
+    import threading
+
+    Q = _fixture_model.encode_queries(queries * 20)
+    with ShardedIndex.load(three_shards) as local:
+        want = local.search_embeddings(Q, k=K, exhaustive=True)
+    index = ShardedIndex.load(three_shards, ray_address=ray_cluster.address, max_restarts=2)
+    try:
+        t = time.perf_counter()
+        index.search_embeddings(Q, k=K, exhaustive=True)
+        took = time.perf_counter() - t
+        assert took > 0.2, f"the batch takes {took:.2f} s: too short to kill an actor in the middle of it"
+        before = index.shards.pids()
+        got = {}
+        runner = threading.Thread(target=lambda: got.update(r=index.search_embeddings(Q, k=K, exhaustive=True)))
+        runner.start()
+        time.sleep(took / 3)
+        _kill(before[0])
+        runner.join(timeout=120)
+        np.testing.assert_array_equal(got["r"].pids, want.pids)
+        np.testing.assert_allclose(got["r"].scores, want.scores, rtol=1e-5)
+        assert index.shards.pids()[0] != before[0]
+    finally:
+        index.close()

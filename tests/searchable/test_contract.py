@@ -2,8 +2,8 @@
 
 Each new searchable (sharded index, HTTP client) is added to ``SEARCHABLES``. ``client`` is
 :class:`colja.Client` talking to a real ``colja serve`` subprocess on a loopback port; ``sharded``
-is a :class:`colja.ShardedIndex` of 3 shards searched in threads (its Ray-actor form is tested
-in ``tests/distributed``).
+is a :class:`colja.ShardedIndex` of 3 shards searched in threads, ``sharded-ray`` the same with
+each shard in a Ray actor on a real local Ray cluster (a head and a worker node).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.oracle import maxsim_matrix
 pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
 
 N = 60
-SEARCHABLES = ["index", "memory", "client", "sharded"]
+SEARCHABLES = ["index", "memory", "client", "sharded", "sharded-ray"]
 
 
 @pytest.fixture(scope="module")
@@ -43,9 +43,13 @@ def _make(kind: str, model, corpus, tmp_path):
     texts, ids, meta = corpus
     if kind == "index":
         return Index.build(texts, tmp_path / "index", model=model, doc_ids=ids, metadata=meta, nbits=4)
-    if kind == "sharded":
-        return colja.ShardedIndex.build(texts, tmp_path / "sharded", shards=3, model=model, doc_ids=ids,
-                                        metadata=meta, nbits=4)
+    if kind.startswith("sharded"):
+        index = colja.ShardedIndex.build(texts, tmp_path / "sharded", shards=3, model=model, doc_ids=ids,
+                                         metadata=meta, nbits=4)
+        if kind == "sharded-ray":
+            index.close()
+            index = colja.ShardedIndex.load(tmp_path / "sharded", model=model, use_ray=True)
+        return index
     return InMemoryIndex.build(texts, model=model, doc_ids=ids, metadata=meta)
 
 
@@ -70,11 +74,19 @@ def _client(request, name: str):
     return client
 
 
+def _closing(request, searchable):
+    if isinstance(searchable, colja.ShardedIndex):
+        request.addfinalizer(searchable.close)  # its threads, or its Ray actors
+    return searchable
+
+
 @pytest.fixture(scope="module", params=SEARCHABLES)
 def searchable(request, _fixture_model, corpus, tmp_path_factory):
     if request.param == "client":
         return _client(request, "contract")
-    return _make(request.param, _fixture_model, corpus, tmp_path_factory.mktemp(request.param))
+    if request.param == "sharded-ray":
+        request.getfixturevalue("ray_cluster")
+    return _closing(request, _make(request.param, _fixture_model, corpus, tmp_path_factory.mktemp(request.param)))
 
 
 @pytest.fixture(params=SEARCHABLES)
@@ -82,7 +94,9 @@ def writable(request, _fixture_model, corpus, tmp_path):
     """A fresh searchable per test, for writes (the client's index is shared; each write test undoes its writes)."""
     if request.param == "client":
         return _client(request, "writable")
-    return _make(request.param, _fixture_model, corpus, tmp_path)
+    if request.param == "sharded-ray":
+        request.getfixturevalue("ray_cluster")
+    return _closing(request, _make(request.param, _fixture_model, corpus, tmp_path))
 
 
 def _is_disk(s) -> bool:
