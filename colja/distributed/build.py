@@ -141,9 +141,6 @@ def _assemble(target: Path, shards: int, positions_of: list[np.ndarray], source_
         shard_texts = texts if shards == 1 else TextCollection(texts.texts_at(pos.tolist()) if len(pos) else [])
         shard_ids = ids if shards == 1 else [ids[p] for p in pos] if ids is not None else [str(p) for p in pos]
         shard_meta = meta if shards == 1 or meta is None else [meta[p] for p in pos]
-        if len(pos) == 0:
-            raise CollectionError(f"shard {s} of {shards} would be empty ({texts.num_passages} passages): "
-                                  "use fewer shards")
         with IndexWriter(folder, new_index=True) as w:
             snapshot = write_build(w, source_of(pos, shard_texts), settings=settings, texts=shard_texts,
                                    show_progress=show_progress, doc_ids=shard_ids, metadata=shard_meta,
@@ -156,10 +153,16 @@ def _assemble(target: Path, shards: int, positions_of: list[np.ndarray], source_
 
 
 def _positions(ids: list[str] | None, n: int, shards: int) -> list[np.ndarray]:
+    """Each shard's collection positions (in order); an error, before any work, if one would be empty."""
     if shards == 1:
         return [np.arange(n, dtype=np.int64)]
     owner = shards_of(ids if ids is not None else [str(p) for p in range(n)], shards)
-    return [np.flatnonzero(owner == s).astype(np.int64) for s in range(shards)]
+    out = [np.flatnonzero(owner == s).astype(np.int64) for s in range(shards)]
+    empty = [s for s in range(shards) if len(out[s]) == 0]
+    if empty:
+        raise CollectionError(f"shard {empty[0]} of {shards} would be empty ({n} passages routed by the hash "
+                              "of their ids): use fewer shards")
+    return out
 
 
 def _check_shards(shards: Any) -> int:
@@ -179,6 +182,7 @@ def build_local(collection: Any, path: str | os.PathLike, *, shards: int = 2, mo
     shards = _check_shards(shards)
     settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
     texts, ids, meta = read_collection(collection, doc_ids, metadata, text_column)
+    positions = _positions(ids, texts.num_passages, shards)
     encoder = resolve_model(model)
     target = _prepare_target(Path(path), shards, overwrite)
     scratch = target.parent / f".{target.name}.colja-sample"
@@ -191,7 +195,7 @@ def build_local(collection: Any, path: str | os.PathLike, *, shards: int = 2, mo
         del trained
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    _assemble(target, shards, _positions(ids, texts.num_passages, shards),
+    _assemble(target, shards, positions,
               lambda pos, shard_texts: ModelSource(encoder, shard_texts, batch_size=batch_size), codec, settings,
               texts, ids, meta, describe_model(encoder), {"kind": "sharded-local"}, show_progress)
     return target
@@ -353,6 +357,7 @@ def build(collection: Any, path: str | os.PathLike, *, model: Any = DEFAULT_MODE
     settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
     texts, ids, meta = read_collection(collection, doc_ids, metadata, text_column)
     n = texts.num_passages
+    positions = _positions(ids, n, shards)
     target = Path(path)
     _prepare_target(target, shards, overwrite)  # checks only; written at the end
     encoder = resolve_model(model)
@@ -410,7 +415,7 @@ def build(collection: Any, path: str | os.PathLike, *, model: Any = DEFAULT_MODE
     target = _prepare_target(target, shards, overwrite)
     extra = {"kind": "distributed", "batches": num_batches, "batch_passages": batch_passages,
              "resumed_batches": resumed}
-    _assemble(target, shards, _positions(ids, n, shards),
+    _assemble(target, shards, positions,
               lambda pos, shard_texts: BatchSource(ledger, batch_passages, pos), codec, settings, texts, ids,
               meta, model_info, extra, show_progress)
     seconds["assemble"] = time.perf_counter() - clock
