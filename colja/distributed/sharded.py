@@ -105,8 +105,11 @@ class ShardedIndex:
 
     @classmethod
     def build(cls, collection: Any, path: str | os.PathLike, *, shards: int = 2, **options: Any) -> "ShardedIndex":
-        """Build a sharded index here, without Ray (see :func:`colja.distributed.build` for the
-        options; they are those of ``Index.build``), and open it with local shards."""
+        """Build a sharded index here, without Ray, and open it with local shards: centroids trained
+        once on the whole collection's sample, then each shard encoded and written. ``options``:
+        ``model``, ``doc_ids``, ``metadata``, ``nbits``, ``overwrite``, ``settings``, ``text_column``,
+        ``batch_size``, ``show_progress`` and :class:`~colja.index.settings.IndexSettings` fields, as
+        for ``Index.build`` (``split`` and ``first_stages`` are not supported for shards yet)."""
         from colja.distributed.build import build_local
 
         build_local(collection, path, shards=shards, **options)
@@ -304,12 +307,20 @@ class ShardedIndex:
         ids = check_id_list(doc_ids)
         if not ids:
             return
+        if isinstance(texts, str):
+            raise CollectionError("texts must be a list of str, got a single str; wrap it: update([id], [text])")
+        texts = list(texts) if texts is not None else None
+        metadata = list(metadata) if metadata is not None else None
+        embeddings = list(embeddings) if embeddings is not None else None
+        for name, given in (("texts", texts), ("metadata", metadata), ("embeddings", embeddings)):
+            if given is not None and len(given) != len(ids):
+                raise CollectionError(f"{name} has {len(given)} entries for {len(ids)} document ids (nothing was updated)")
         position = {d: j for j, d in enumerate(ids)}
         for s, group in sorted(self._owners(ids, "updated").items()):
             js = [position[d] for d in group]
-            self.shards.call(s, "update", group, [list(texts)[j] for j in js] if texts is not None else None,
-                             [list(metadata)[j] for j in js] if metadata is not None else None,
-                             [np.asarray(list(embeddings)[j], dtype=np.float32) for j in js]
+            self.shards.call(s, "update", group, [texts[j] for j in js] if texts is not None else None,
+                             [metadata[j] for j in js] if metadata is not None else None,
+                             [np.asarray(embeddings[j], dtype=np.float32) for j in js]
                              if embeddings is not None else None, options)
 
     def refresh(self) -> bool:

@@ -2,7 +2,7 @@
 process (:class:`LocalShards`) or Ray actors (:class:`RayShards`).
 
 Both give ``call(i, method, *args)`` and ``call_all(method, *args)`` on the
-shards' :class:`~colja.distributed.server.ShardServer`. An error the shard's
+shards' :class:`~colja.distributed.shard.ShardServer`. An error the shard's
 index raises (a bad filter, an unknown id) reaches the caller as itself. A Ray
 shard whose actor died is called once more (Ray restarts it, up to
 ``max_restarts`` times, from the shard's folder); if that fails too the call
@@ -19,7 +19,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
-from colja.distributed.server import ShardServer
+from colja.distributed.shard import ShardServer
 from colja.errors import MissingDependencyError, ShardError
 
 

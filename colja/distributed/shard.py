@@ -58,7 +58,8 @@ class ShardServer:
         with self.index.snapshot() as snapshot:
             return engine.search_texts(snapshot, _GivenQueries(torch.as_tensor(Q)), queries, k,
                                        first_stage=first_stage, candidates=candidates, where=where,
-                                       group_by_doc=group_by_doc, options=options, device=self.index._device)
+                                       group_by_doc=group_by_doc, options=options,
+                                       device=None if self.index.device.type == "cpu" else self.index.device)
 
     def search_vectors(self, Q: Any, k: int, where: Mapping[str, Any] | None, group_by_doc: bool,
                        options: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
