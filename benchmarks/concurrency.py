@@ -33,8 +33,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-# benchmarks/kernels.py would shadow the ``kernels`` package transformers imports
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 SHARED = Path(os.environ.get("COLJA_SHARED", REPO.parent / "shared"))
 
 

@@ -1,10 +1,20 @@
-"""Encoding throughput: length-bucketed vs file-order batching, measured in one run.
+"""Encoding throughput: batching order, and the encoder's precision, measured in one run.
 
-    python benchmarks/encode.py [--passages 2000] [--batch-size 32] [--threads 2]
+    python benchmarks/encode.py [--part batching|precision|all] [--passages 2000] [--batch-size 32] [--threads 2]
 
-Encodes the first N passages of ../shared/data/jaquad-dev-large with the fixture
-model (a 2-layer BERT, so the tokenizer's share of the time is larger than with
-a full-size model) and prints passages/s for both orders and their ratio.
+``batching``: encodes the first N passages of ../shared/data/jaquad-dev-large with
+the fixture model (a 2-layer BERT, so the tokenizer's share of the time is larger
+than with a full-size model) and prints passages/s for length-bucketed and
+file order and their ratio.
+
+``precision``: fp32 (the reference's exact computation: colja's fp32 vectors equal
+colbert-ai's, see tests/model/test_parity.py) against bf16 and int8
+(:mod:`colja.model.precision`) on a bert-base-sized ColBERT with random weights and
+the real bert-base-japanese-v3 vocabulary (made here, no download; 12 layers, 768
+hidden) and on the shipped small model: passages/s, single-query latency, the
+ratio to fp32, and the top-10 agreement of exact MaxSim computed with each
+precision's vectors against fp32's (queries of examples/data/jaquad-sample over its
+passages, small model). ``auto`` is what this machine picks.
 """
 
 from __future__ import annotations
@@ -43,8 +53,69 @@ def timed(fn, repeats: int) -> list[float]:
     return out
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def bert_base_checkpoint() -> Path:
+    """A bert-base-sized ColBERT with random weights (seed 0) and the real vocabulary, saved once."""
+    from transformers import BertConfig, BertModel
+
+    folder = REPO / "bench-data" / "models" / "colbert-bert-base-random"
+    if (folder / "model.safetensors").exists():
+        return folder
+    tiny = ColBERT.from_pretrained(SHARED / "fixtures" / "colbert-tiny-ja" / "model", device="cpu", precision="fp32")
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tiny.tokenizer), hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=3072, max_position_embeddings=512)
+    model = ColBERT(BertModel(config), tiny.tokenizer, tiny.settings.replace(doc_maxlen=300, query_maxlen=32))
+    model.save_pretrained(folder)
+    return folder
+
+
+def exact_top10(Q, docs) -> list[set[int]]:
+    return [set(torch.stack([(q @ d.T).max(dim=1).values.sum() for d in docs]).topk(10).indices.tolist()) for q in Q]
+
+
+def precision_study(args) -> None:
+    from colja.model.precision import resolve_precision
+
+    texts = load_passages(args.precision_passages)
+    queries = [t[:40] for t in texts[:20]]
+    sample = REPO / "examples" / "data" / "jaquad-sample"
+    s_rows = [json.loads(line) for line in (sample / "corpus.jsonl").open(encoding="utf-8")]
+    s_texts = [r["title"] + "\n" + r["text"] for r in s_rows]
+    s_queries = [json.loads(line)["text"] for line in (sample / "queries.jsonl").open(encoding="utf-8")][:100]
+    auto = resolve_precision("auto", torch.device("cpu"))
+    print(f"\nprecision: auto picks {auto!r} on this CPU; {len(texts)} passages (doc_maxlen 300), "
+          f"{len(queries)} single queries, threads={args.threads}")
+    for label, path in (("bert-base-sized (random weights)", bert_base_checkpoint()),
+                        ("colja-small-ja", REPO / "models" / "colja-small-ja")):
+        base_pps = base_q = None
+        reference = None
+        print(f"\n{label}:")
+        print(f"{'precision':>10} {'passages/s':>11} {'x fp32':>7} {'query ms':>9} {'x fp32':>7} {'top-10 agreement':>17}")
+        for precision in ("fp32", "bf16", "int8"):
+            model = ColBERT.from_pretrained(path, device="cpu", precision=precision, doc_maxlen=300)
+            model.encode_documents(texts[:8], show_progress=False)
+            secs = timed(lambda: model.encode_documents(texts, batch_size=16, show_progress=False), args.repeats)
+            pps = len(texts) / statistics.median(secs)
+            lat = statistics.median(timed(lambda: [model.encode_queries([q]) for q in queries], args.repeats)) / len(queries)
+            agreement = ""
+            if label == "colja-small-ja":
+                top = exact_top10(model.encode_queries(s_queries), model.encode_documents(s_texts, show_progress=False))
+                if reference is None:
+                    reference = top
+                agreement = f"{sum(len(a & b) for a, b in zip(top, reference)) / (10 * len(top)):.3f}"
+            if base_pps is None:
+                base_pps, base_q = pps, lat
+            print(f"{precision:>10} {pps:11.2f} {pps / base_pps:6.2f}x {lat * 1e3:9.1f} {base_q / lat:6.2f}x {agreement:>17}",
+                  flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--part", choices=["batching", "precision", "all"], default="all")
+    ap.add_argument("--precision-passages", type=int, default=96, help="passages per precision row")
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -57,7 +128,13 @@ def main() -> None:
     import warnings
 
     warnings.simplefilter("ignore", colja.TruncationWarning)
-    model = ColBERT.from_pretrained(args.model, device="cpu", doc_maxlen=args.doc_maxlen)
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print(f"CPU: {cpu}")
+    if args.part in ("precision", "all"):
+        precision_study(args)
+    if args.part == "precision":
+        return
+    model = ColBERT.from_pretrained(args.model, device="cpu", doc_maxlen=args.doc_maxlen, precision="fp32")
     texts = load_passages(args.passages)
     print(f"colja {colja.__version__}, torch {torch.__version__}, {platform.processor() or platform.machine()}, "
           f"threads={args.threads}, passages={len(texts)}, batch={args.batch_size}, doc_maxlen={model.doc_maxlen}")

@@ -15,7 +15,13 @@ For every collection, in one run:
   in a subprocess on the first 40 queries), and exact brute-force MaxSim (fp32 matmul over all vectors) as
   the baseline, printed as ratios;
 * memory — peak RSS of a process that loads the index (normally and memory-mapped)
-  and runs the queries.
+  and runs the queries;
+* with ``--reference-python PY`` (a venv with colbert-ai, which needs
+  ``transformers<4.50``): the reference PLAID on the same vectors
+  (``benchmarks/plaid_reference.py``, run by that interpreter), and the speed /
+  fidelity curve of both engines over several pruning budgets, one query at a
+  time, 1 thread: p50 and top-10 agreement with colja's exhaustive search and
+  with exact MaxSim on the uncompressed vectors.
 """
 
 from __future__ import annotations
@@ -199,8 +205,64 @@ def bench_collection(name: str, embs, doclens, queries, gt, work: Path, args) ->
           f"(mmap p50 {mm['p50']:.2f} ms)", flush=True)
 
 
+REFERENCE_BUDGETS = [  # colbert-ai's own settings for k <= 10, <= 100, > 100 (it exactly scores ndocs // 4)
+    {"ncells": 1, "centroid_score_threshold": 0.5, "ndocs": 256},
+    {"ncells": 2, "centroid_score_threshold": 0.45, "ndocs": 1024},
+    {"ncells": 4, "centroid_score_threshold": 0.4, "ndocs": 4096},
+]
+COLJA_BUDGETS = [  # from the reference's k <= 10 budget up to colja's defaults (ncells 2, ndocs 1024, nfinal 1024)
+    {"ncells": 1, "centroid_score_threshold": 0.5, "ndocs": 256, "nfinal": 64},
+    {"ncells": 2, "centroid_score_threshold": 0.45, "ndocs": 1024, "nfinal": 128},
+    {"ncells": 2, "centroid_score_threshold": 0.45, "ndocs": 1024, "nfinal": 256},
+    {"ncells": 2, "centroid_score_threshold": 0.45, "ndocs": 1024, "nfinal": 512},
+    {},
+]
+
+
+def reference_curve(name: str, data: Path, embs, doclens, queries, gt, work: Path, args) -> None:
+    """The reference PLAID and colja over several budgets, in this run (one query at a time, 1 thread)."""
+    ref_index = work.parent / "ref-indexes" / f"{name}-2bit"
+    script = Path(__file__).with_name("plaid_reference.py")
+    if not (ref_index / "ivf.pid.pt").exists() and not (ref_index / "ivf.pt").exists():
+        print(f"building the reference index (colbert-ai) at {ref_index} ...", flush=True)
+        subprocess.run([args.reference_python, str(script), "build", "--data", str(data), "--index", str(ref_index),
+                        "--nbits", "2"], check=True)
+    n = min(args.latency_queries, len(queries))
+    qfile = work / f"{name}-ref-queries.npy"
+    np.save(qfile, queries[:n])
+    index = build_index(embs, doclens, work / f"{name}-2bit", 2)
+    exhaustive = index.search_embeddings(queries[:n], 10, exhaustive=True).pids
+    out = subprocess.run([args.reference_python, str(script), "search", "--index", str(ref_index), "--queries", str(qfile),
+                          "--budgets", json.dumps(REFERENCE_BUDGETS), "--threads", "1", "--repeats", "2"],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        raise RuntimeError(out.stderr[-3000:])
+    print(f"speed / fidelity, one query at a time, 1 thread, {n} queries (agreement: top-10 with colja exhaustive | "
+          "with exact MaxSim on the uncompressed vectors):")
+    curve = {"reference": [], "colja": []}
+    for row in json.loads(out.stdout.strip().splitlines()[-1]):
+        ids = np.array(row["ids"])
+        point = (row["p50"], agreement(ids, exhaustive), agreement(ids, gt[:n]))
+        curve["reference"].append(point)
+        print(f"  reference {json.dumps(row['budget']):70} p50 {point[0]:7.2f} ms | {point[1]:.3f} | {point[2]:.3f}", flush=True)
+    for budget in COLJA_BUDGETS:
+        row = run_worker(index.path, qfile, n, 1, overrides=budget)
+        ids = np.array(row["ids"])
+        point = (row["p50"], agreement(ids, exhaustive), agreement(ids, gt[:n]))
+        curve["colja"].append(point)
+        print(f"  colja     {json.dumps(budget or 'defaults'):70} p50 {point[0]:7.2f} ms | {point[1]:.3f} | {point[2]:.3f}",
+              flush=True)
+    for target in (0.85, 0.9):
+        best = {engine: min((p for p, _, a in points if a >= target), default=None) for engine, points in curve.items()}
+        if best["reference"] and best["colja"]:
+            print(f"  fastest at agreement with exact >= {target}: reference {best['reference']:.2f} ms, "
+                  f"colja {best['colja']:.2f} ms ({best['reference'] / best['colja']:.2f}x)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reference-python", help="python of a venv with colbert-ai: compare with the reference PLAID")
+    ap.add_argument("--only-reference", action="store_true", help="run only the comparison with the reference")
     ap.add_argument("--data", action="append", default=[], help="a gen_data.py output folder (repeatable)")
     ap.add_argument("--text", action="store_true", help="also jaquad-dev-large encoded with the fixture model")
     ap.add_argument("--nbits", type=int, nargs="+", default=[1, 2, 4])
@@ -218,7 +280,11 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     for folder in args.data:
-        bench_collection(Path(folder).name, *load_bench(Path(folder)), work, args)
+        data = load_bench(Path(folder))
+        if not args.only_reference:
+            bench_collection(Path(folder).name, *data, work, args)
+        if args.reference_python:
+            reference_curve(Path(folder).name, Path(folder), *data, work, args)
     if args.text:
         bench_collection("jaquad-dev-large", *encode_jaquad(REPO / "bench-data" / "jaquad-tiny"), work, args)
 

@@ -35,8 +35,6 @@ import warnings
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-# benchmarks/kernels.py would shadow the `kernels` package that transformers imports
-sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 sys.path.insert(0, str(REPO))
 DEFAULT_MODEL = REPO / "models" / "colja-small-ja"
 DEFAULT_DATA = REPO / "examples" / "data" / "jaquad-sample"

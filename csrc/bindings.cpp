@@ -146,6 +146,26 @@ at::Tensor centroid_interaction(const at::Tensor& cst, const at::Tensor& codes,
   return out;
 }
 
+at::Tensor candidate_pids(const at::Tensor& cst, int64_t ncells, const at::Tensor& ivf,
+                          const at::Tensor& ivf_offsets, int64_t n_docs) {
+  check_tensor(cst, "centroid_scores_t", at::kFloat, 2);
+  check_tensor(ivf, "ivf", at::kInt, 1);
+  check_tensor(ivf_offsets, "ivf_offsets", at::kLong, 1);
+  TORCH_CHECK(ivf_offsets.size(0) == cst.size(0) + 1, "ivf_offsets must have C + 1 = ", cst.size(0) + 1,
+              " entries, found ", ivf_offsets.size(0));
+  TORCH_CHECK(ncells >= 0, "ncells must be >= 0, found ", ncells);
+  TORCH_CHECK(n_docs >= 0, "n_docs must be >= 0, found ", n_docs);
+  const int64_t C = cst.size(0);
+  const int64_t* off = ivf_offsets.data_ptr<int64_t>();
+  TORCH_CHECK(C == 0 || (off[0] == 0 && off[C] == ivf.size(0)),
+              "ivf_offsets must start at 0 and end at len(ivf) = ", ivf.size(0));
+  at::Tensor out = at::empty({std::min<int64_t>(ivf.size(0), n_docs)}, ivf_offsets.options());
+  int64_t count = 0;
+  raise_status(colja::candidate_pids(cst.data_ptr<float>(), C, cst.size(1), ncells, ivf.data_ptr<int32_t>(),
+                                     off, n_docs, out.data_ptr<int64_t>(), &count));
+  return out.narrow(0, 0, count);
+}
+
 std::tuple<at::Tensor, at::Tensor> filter_candidates(const at::Tensor& cst,
                                                      const at::Tensor& codes,
                                                      const at::Tensor& doc_offsets,
@@ -246,6 +266,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"));
   m.def("centroid_interaction", &centroid_interaction, rel(), py::arg("centroid_scores_t"),
         py::arg("codes"), py::arg("doc_offsets"), py::arg("pids"), py::arg("keep"));
+  m.def("candidate_pids", &candidate_pids, rel(), py::arg("centroid_scores_t"), py::arg("ncells"),
+        py::arg("ivf"), py::arg("ivf_offsets"), py::arg("n_docs"));
   m.def("filter_candidates", &filter_candidates, rel(), py::arg("centroid_scores_t"),
         py::arg("codes"), py::arg("doc_offsets"), py::arg("pids"), py::arg("keep"),
         py::arg("ndocs"), py::arg("nfinal"));

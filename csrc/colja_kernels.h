@@ -54,6 +54,14 @@ Status centroid_interaction(const float* cst, int64_t C, int64_t Lq,
                             const int32_t* codes, int64_t N, const Passages& ps,
                             const uint8_t* keep, float* out);
 
+// PLAID stage 1: the top n cells (rows of cst, ties to the smaller index) of every
+// query vector (column), then the sorted unique passage ids of their IVF lists.
+// ivf_offsets has C + 1 entries; out receives the pids (capacity: sum of the
+// selected lists' lengths, at most ivf_offsets[C]); *out_count their number.
+Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n,
+                      const int32_t* ivf, const int64_t* ivf_offsets, int64_t n_docs,
+                      int64_t* out, int64_t* out_count);
+
 // Returns the number of results written to out_pids / out_scores (<= nfinal).
 Status filter_candidates(const float* cst, int64_t C, int64_t Lq,
                          const int32_t* codes, int64_t N, const Passages& ps,

@@ -637,6 +637,69 @@ Status decompress(const int32_t* codes, const uint8_t* residuals, int64_t n,
   return err.get();
 }
 
+Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n, const int32_t* ivf,
+                      const int64_t* ivf_offsets, int64_t n_docs, int64_t* out, int64_t* out_count) {
+  *out_count = 0;
+  n = std::min(n, C);
+  if (n <= 0 || Lq == 0) return Status{};
+  // Top n rows per column in one pass over the rows: best[j * Lq + k] is column k's j-th best.
+  // A strictly greater score displaces, so among equal scores the smaller row index stays first.
+  std::vector<float> best(static_cast<size_t>(n * Lq), -std::numeric_limits<float>::infinity());
+  std::vector<int64_t> rows(static_cast<size_t>(n * Lq), -1);
+  float* last = best.data() + (n - 1) * Lq;
+  for (int64_t c = 0; c < C; ++c) {
+    const float* row = cst + c * Lq;
+    for (int64_t k = 0; k < Lq; ++k) {
+      const float v = row[k];
+      if (!(v > last[k])) continue;  // the common case (NaN included: never selected)
+      int64_t j = n - 1;
+      while (j > 0 && v > best[(j - 1) * Lq + k]) {
+        best[j * Lq + k] = best[(j - 1) * Lq + k];
+        rows[j * Lq + k] = rows[(j - 1) * Lq + k];
+        --j;
+      }
+      best[j * Lq + k] = v;
+      rows[j * Lq + k] = c;
+    }
+  }
+  // The selected cells, each once; then their passages, sorted and unique.
+  std::vector<int64_t> cells;
+  cells.reserve(static_cast<size_t>(n * Lq));
+  for (int64_t r : rows)
+    if (r >= 0) cells.push_back(r);
+  std::sort(cells.begin(), cells.end());
+  cells.erase(std::unique(cells.begin(), cells.end()), cells.end());
+  int64_t total = 0;
+  for (int64_t c : cells) {
+    const int64_t b = ivf_offsets[c], e = ivf_offsets[c + 1];
+    if (b < 0 || e < b || e > ivf_offsets[C]) return Status{StatusCode::kBadOffsets, c, b};
+    total += e - b;
+  }
+  if (total == 0) return Status{};
+  std::vector<int64_t> pids;
+  pids.reserve(static_cast<size_t>(total));
+  for (int64_t c : cells)
+    for (int64_t i = ivf_offsets[c]; i < ivf_offsets[c + 1]; ++i) {
+      const int64_t pid = ivf[i];
+      if (pid < 0 || pid >= n_docs) return Status{StatusCode::kPidOutOfRange, i, pid};
+      pids.push_back(pid);
+    }
+  if (total * 16 < n_docs) {  // few: sort them
+    std::sort(pids.begin(), pids.end());
+    const auto end = std::unique(pids.begin(), pids.end());
+    std::copy(pids.begin(), end, out);
+    *out_count = end - pids.begin();
+  } else {  // many: mark them
+    std::vector<uint8_t> seen(static_cast<size_t>(n_docs), 0);
+    for (int64_t pid : pids) seen[pid] = 1;
+    int64_t m = 0;
+    for (int64_t pid = 0; pid < n_docs; ++pid)
+      if (seen[pid]) out[m++] = pid;
+    *out_count = m;
+  }
+  return Status{};
+}
+
 Status centroid_interaction(const float* cst, int64_t C, int64_t Lq, const int32_t* codes,
                             int64_t N, const Passages& ps, const uint8_t* keep, float* out) {
   ErrorSlot err;

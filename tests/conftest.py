@@ -19,6 +19,8 @@ DATA = SHARED / "data"
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("COLJA_DISABLE_PROGRESS", "1")
+# tests compare against the reference's exact vectors: fp32 unless a test asks for another precision
+os.environ.setdefault("COLJA_PRECISION", "fp32")
 
 if not FIXTURE_MODEL.is_dir():  # pragma: no cover - a broken checkout, not a test failure
     raise RuntimeError(f"colja's tests need the shared fixtures at {SHARED} (set COLJA_SHARED to move them)")
@@ -33,7 +35,7 @@ def fixture_model_path() -> Path:
 def _fixture_model():
     from colja import ColBERT
 
-    return ColBERT.from_pretrained(FIXTURE_MODEL, device="cpu")
+    return ColBERT.from_pretrained(FIXTURE_MODEL, device="cpu", precision="fp32")  # the reference's exact vectors
 
 
 @pytest.fixture()

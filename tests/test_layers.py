@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "colja"
 #: bottom to top; a module may import its own layer's other packages only where listed in SIBLINGS
 LAYERS: list[set[str]] = [
     {"colja.errors", "colja._atomic", "colja._lazy", "colja._progress", "colja._validation", "colja._jsonl",
-     "colja._version", "colja._device"},
+     "colja._version", "colja._device", "colja._hub", "colja._warnings"},
     {"colja.kernels", "colja.text"},
     {"colja.model", "colja.firststage"},
     {"colja.index"},
@@ -26,7 +26,7 @@ LAYERS: list[set[str]] = [
      "colja.distributed", "colja"},
 ]
 #: allowed imports between different packages of one layer
-SIBLINGS = {("colja.train", "colja.eval"), ("colja.commands", "colja.eval"), ("colja.commands", "colja.train"),
+SIBLINGS = {("colja._hub", "colja.errors"), ("colja.train", "colja.eval"), ("colja.commands", "colja.eval"), ("colja.commands", "colja.train"),
             ("colja.cli", "colja.commands"), ("colja.commands", "colja"), ("colja.eval", "colja"),
             ("colja.train", "colja"), ("colja.cli", "colja"), ("colja.integrations", "colja"),
             ("colja.server", "colja"), ("colja.distributed", "colja"), ("colja.integrations", "colja.server"),

@@ -57,6 +57,11 @@ def _from_rows(rows, path: Path, *, text_field: str, id_field: str | None, title
     out = Collection(texts=[], doc_ids=[] if id_field else None, metadata=[])
     for number, row in rows:
         if text_field not in row:
+            if path.suffix.lower() in (".csv", ".tsv"):
+                raise CollectionError(
+                    f"{path}: the header row has no {text_field!r} column (it reads {list(row)}); the first line of a "
+                    f"CSV/TSV file is its header: add one naming the columns (e.g. 'id,text'), or pass "
+                    f"--text-field with the column that holds the text")
             raise CollectionError(f"{path}:{number}: no {text_field!r} field (found {sorted(row)}); pass --text-field")
         text = row[text_field]
         if not isinstance(text, str):

@@ -59,7 +59,7 @@ def add_parser(sub) -> None:
     p.add_argument("--metrics", nargs="+", default=list(DEFAULT_METRICS), help="e.g. recall@10 ndcg@10 mrr@10 map@100")
     p.add_argument("-k", type=int, default=None, help="hits retrieved per query (default: the largest metric cutoff)")
     p.add_argument("--index", help="index folder to reuse or create (default: a temporary one)")
-    p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4))
+    p.add_argument("--nbits", type=int, default=2, choices=(1, 2, 4), help="residual bits of the index built for the evaluation (default 2)")
     p.add_argument("--dense-model", help="sentence-transformers model for the dense systems")
     p.add_argument("--static-model", help="static embedding model for the static systems")
     p.add_argument("--max-queries", type=int, help="evaluate the first N queries only")

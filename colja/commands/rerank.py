@@ -10,6 +10,9 @@ def cmd_rerank(args) -> int:
     from colja.commands._files import read_collection
 
     collection = read_collection(args.passages, text_field=args.text_field)
+    if not collection.texts:
+        print(f"0 hits: {args.passages} holds no passages")
+        return 0
     hits = rerank(args.query, collection.texts, k=args.k, model=args.model, doc_ids=collection.doc_ids)
     for h in hits:
         doc_id = h.doc_id
@@ -23,13 +26,14 @@ def cmd_rerank(args) -> int:
 
 
 def add_parser(sub) -> None:
+    from colja.commands._args import positive_int
     from colja.model.encoder import DEFAULT_MODEL
 
     p = sub.add_parser("rerank", help="rerank candidate passages (a file) for one query")
-    p.add_argument("query")
+    p.add_argument("query", help="the question")
     p.add_argument("passages", help=".jsonl / .csv / .tsv / text file of candidates")
-    p.add_argument("--model", default=DEFAULT_MODEL)
-    p.add_argument("-k", type=int, default=None, help="keep the best k (default all)")
-    p.add_argument("--text-field", default="text")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"ColBERT model folder or hub id (default {DEFAULT_MODEL})")
+    p.add_argument("-k", type=positive_int, default=None, help="keep the best k (default all)")
+    p.add_argument("--text-field", default="text", help="the field holding the passage text (.jsonl / .csv; default text)")
+    p.add_argument("--json", action="store_true", help="one JSON line per hit")
     p.set_defaults(func=cmd_rerank)

@@ -40,6 +40,9 @@ def cmd_search(args) -> int:
                              ensure_ascii=False))
             continue
         print(f"Q: {query}  ({ms:.1f} ms, query encoding included)")
+        if not hits:
+            print("  0 hits: " + ("no live passage matches --where " + args.where if where is not None
+                                  else "the index holds no live passage"))
         for h in hits:
             text = (h.text or "").replace("\n", " ")
             print(f"  {h.rank:>3}. {h.score:8.3f}  [{h.doc_id}] {text[:args.width]}{'…' if len(text) > args.width else ''}")
@@ -69,20 +72,22 @@ def _parse_where(text: str | None) -> dict | None:
 
 
 def add_parser(sub) -> None:
+    from colja.commands._args import positive_int
+
     p = sub.add_parser("search", help="search an index")
     p.add_argument("queries", nargs="+", help="one or more queries")
     p.add_argument("--index", required=True, help="index folder")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=positive_int, default=10, help="hits per query (default 10)")
     p.add_argument("--model", default=None, help="override the model recorded in the index")
     p.add_argument("--exhaustive", action="store_true", help="score every passage exactly")
     p.add_argument("--first-stage", default="plaid",
                    help="plaid (default), a first stage stored in the index (bm25, dense, static), or hybrid")
-    p.add_argument("--candidates", type=int, default=None, help="first-stage candidates reranked (default max(100, 10k))")
+    p.add_argument("--candidates", type=positive_int, default=None, help="first-stage candidates reranked (default max(100, 10k))")
     p.add_argument("--where", default=None, metavar="JSON",
                    help='metadata filter as JSON, e.g. \'{"source": "wiki"}\' or \'{"year": {"$gte": 2020}}\'')
     p.add_argument("--group-by-doc", action="store_true",
                    help="best passage of each document (indexes built with --split)")
     p.add_argument("--mmap", action="store_true", help="memory-map the index instead of loading it")
     p.add_argument("--json", action="store_true", help="one JSON line per query")
-    p.add_argument("--width", type=int, default=80, help="characters of passage text to show")
+    p.add_argument("--width", type=positive_int, default=80, help="characters of passage text to show")
     p.set_defaults(func=cmd_search)

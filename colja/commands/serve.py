@@ -48,7 +48,7 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default=None, help="model for every index and for /v1/rerank "
                                                  "(default: each index's recorded model)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="TCP port (default 8000)")
     p.add_argument("--api-keys", default=None, metavar="FILE",
                    help="file of '<key> read|write' lines; then every request needs 'Authorization: Bearer <key>'")
     p.add_argument("--workers", type=int, default=1,
@@ -62,6 +62,7 @@ def add_parser(sub) -> None:
     p.add_argument("--mmap", action="store_true", help="memory-map the index arrays instead of reading them")
     p.add_argument("--graceful-timeout", type=float, default=30.0,
                    help="seconds to finish requests in flight on shutdown (default 30)")
-    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn and colja log level (default info)")
     p.add_argument("--no-access-log", dest="access_log", action="store_false", help="don't log each request")
     p.set_defaults(func=cmd_serve)

@@ -78,9 +78,9 @@ def add_parser(sub) -> None:
     run.add_argument("--grad-accum", type=int, default=d.grad_accum_steps, help="micro-batches per optimizer step")
     run.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     run.add_argument("--warmup", type=_warmup, default=d.warmup, help="warm-up steps, or a fraction of the run (default 0.1)")
-    run.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    run.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"AdamW weight decay (default {d.weight_decay})")
     run.add_argument("--max-grad-norm", type=float, default=d.max_grad_norm, help="clipping; 0 turns it off")
-    run.add_argument("--seed", type=int, default=d.seed)
+    run.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     loss = p.add_argument_group("loss")
     loss.add_argument("--loss", choices=LOSSES, default=d.loss,
                       help="auto: distillation when the data have teacher scores, else contrastive")
@@ -97,7 +97,7 @@ def add_parser(sub) -> None:
     ck.add_argument("--checkpoint-dir", help="where checkpoints go (default OUTPUT/checkpoints)")
     ck.add_argument("--resume", nargs="?", const="latest", default=None,
                     help="resume from a checkpoint folder, or the newest one (no value / 'latest')")
-    ck.add_argument("--logging-steps", type=int, default=d.logging_steps)
+    ck.add_argument("--logging-steps", type=int, default=d.logging_steps, help=f"log the loss every N steps (default {d.logging_steps})")
     ck.add_argument("--mixed-precision", choices=PRECISIONS, default=d.mixed_precision,
                     help="auto: bf16/fp16 on GPU, off on CPU")
     ck.add_argument("--gradient-checkpointing", action="store_true", help="save GPU memory, ~30%% slower")

@@ -37,6 +37,20 @@ def first_stage_class(name: str) -> type:
         raise ValueError(f"unknown first stage {name!r}; choose one of {', '.join(FIRST_STAGES)}") from None
 
 
+def require_dependencies(name: str) -> None:
+    """Raise :class:`~colja.errors.MissingDependencyError` (naming the extra) now, before any
+    encoding, when first stage ``name`` cannot be built here."""
+    first_stage_class(name)
+    if name == "bm25":
+        from colja.firststage.bm25 import _import_bm25s
+
+        _import_bm25s()
+    else:
+        from colja.firststage.dense import _import_sentence_transformers
+
+        _import_sentence_transformers()
+
+
 def load_first_stage(folder: str | os.PathLike, mmap: bool = False, **kwargs) -> FirstStage:
     """Load whichever first stage was saved in ``folder`` (told apart by its manifest file).
 
@@ -50,6 +64,7 @@ def load_first_stage(folder: str | os.PathLike, mmap: bool = False, **kwargs) ->
 
 
 __all__ = [
+    "require_dependencies",
     "DEFAULT_HNSW_THRESHOLD",
     "FIRST_STAGES",
     "KNOWN_PREFIXES",

@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from colja._atomic import atomic_folder, write_json
+from colja._hub import hub_load_options
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
 from colja.errors import (IndexExistsError, IndexFormatError, IndexNotFoundError, MissingDependencyError, ModelLoadError,
@@ -453,6 +454,7 @@ class DenseRetriever:
         kwargs: dict[str, Any] = {"device": self.device, "trust_remote_code": self.trust_remote_code}
         if self.revision is not None:
             kwargs["revision"] = self.revision
+        kwargs.update(hub_load_options(str(name), revision=self.revision, loader=type(self).__name__))
         logger.info("loading sentence-transformers model %s", name)
         try:
             model = st.SentenceTransformer(name, **kwargs)

@@ -35,9 +35,10 @@ def check_name(name: Any) -> str:
 
 def check_spec(kind: str, model: str | None, settings: dict[str, Any]) -> tuple[type, dict[str, Any]]:
     """``(retriever class, build settings)`` for ``kind``; raises before any work on a bad request."""
-    from colja.firststage import first_stage_class
+    from colja.firststage import first_stage_class, require_dependencies
 
     cls = first_stage_class(kind)
+    require_dependencies(kind)
     if kind == "bm25":
         if model is not None:
             raise ValueError("a bm25 first stage takes no model (it indexes MeCab words)")

@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
-import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -57,6 +56,7 @@ from colja.index.ivf import chunk_pairs
 from colja.index.retrievers import FOLDER, build_stored, load_stored, rebuild_stored, reusable_encoder
 from colja.index.settings import IndexSettings, resolve_settings
 from colja.index.snapshot import IndexSnapshot
+from colja._warnings import warn_at_caller
 from colja.index.store import ARRAYS, DOCSTORE, GenerationWriter, NpyWriter, cleanup, fault_point
 
 logger = logging.getLogger(__name__)
@@ -397,15 +397,15 @@ def live_pids(state: IndexSnapshot, ids: list[str], verb: str) -> list[int]:
     return sorted({p for i in ids for p in live[i]})
 
 
-def warn_if_drifted(manifest: dict[str, Any], *, stacklevel: int = 3) -> None:
+def warn_if_drifted(manifest: dict[str, Any]) -> None:
     """:class:`StaleIndexWarning` once the live collection outgrew what the centroids were trained on."""
     trained = trained_passages(manifest)
     live = int(manifest["counts"].get("live_passages", manifest["counts"]["passages"]))
     if trained and live > DRIFT_FACTOR * trained:
-        warnings.warn(StaleIndexWarning(
+        warn_at_caller(
             f"the index now holds {live} live passages, more than {DRIFT_FACTOR:g}x the {trained} its centroids "
-            "were trained on; search quality and speed degrade as it drifts: call index.rebuild() to re-cluster"),
-            stacklevel=stacklevel + 1)
+            "were trained on; search quality and speed degrade as it drifts: call index.rebuild() to re-cluster",
+            StaleIndexWarning)
 
 
 def trained_passages(manifest: dict[str, Any]) -> int:

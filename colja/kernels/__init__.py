@@ -42,6 +42,8 @@ __all__ = [
     "decompress_residuals_ref",
     "vector_norms",
     "vector_norms_ref",
+    "candidate_pids",
+    "candidate_pids_ref",
     "centroid_interaction",
     "centroid_interaction_ref",
     "filter_candidates",
@@ -337,6 +339,55 @@ def centroid_interaction(
     if mod is None:
         return centroid_interaction_ref(cst, codes, doc_offsets, pids, keep)
     return mod.centroid_interaction(cst, codes, doc_offsets, pids, keep)
+
+
+# ---------------------------------------------------------------------------
+# candidate_pids (PLAID stage 1)
+# ---------------------------------------------------------------------------
+def candidate_pids_ref(centroid_scores_t, ncells, ivf, ivf_offsets, n_docs):
+    """Sorted unique pids of the IVF lists of every query vector's top ``ncells`` cells
+    (ties to the smaller cell index: a stable sort)."""
+    C = centroid_scores_t.shape[0]
+    n = min(ncells, C)
+    device = centroid_scores_t.device
+    if n == 0 or centroid_scores_t.shape[1] == 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    order = torch.sort(centroid_scores_t, dim=0, descending=True, stable=True).indices[:n]
+    cells = torch.unique(order.flatten())
+    starts, ends = ivf_offsets[cells], ivf_offsets[cells + 1]
+    lengths = ends - starts
+    total = int(lengths.sum())
+    if total == 0:
+        return torch.empty(0, dtype=torch.long, device=device)
+    owners = torch.repeat_interleave(torch.arange(len(cells), device=device), lengths, output_size=total)
+    within = torch.arange(total, device=device) - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths,
+                                                                         output_size=total)
+    pids = ivf[starts[owners] + within].long()
+    bad = ((pids < 0) | (pids >= n_docs)).nonzero()
+    if bad.numel():
+        i = int(bad[0, 0])
+        raise IndexError(f"ivf[{int(starts[owners[i]] + within[i])}] = {int(pids[i])} is out of range [0, n_docs) "
+                         f"with n_docs = {n_docs}")
+    marked = torch.zeros(n_docs, dtype=torch.bool, device=device)
+    marked[pids] = True
+    return marked.nonzero().flatten()
+
+
+def candidate_pids(centroid_scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor,
+                   n_docs: int, *, impl: str = "auto") -> torch.Tensor:
+    """PLAID stage 1 -> int64 sorted unique pids: the passages in the IVF lists of the
+    top ``ncells`` centroids (rows of ``centroid_scores_t`` ``[C, Lq]``) of each query vector."""
+    cst = _checks.tensor("centroid_scores_t", centroid_scores_t, (_F32,), "[C, Lq]", 2)
+    dev = cst.device
+    ivf = _checks.tensor("ivf", ivf, (_I32,), "[entries]", 1, dev)
+    ivf_offsets = _checks.tensor("ivf_offsets", ivf_offsets, (_I64,), "[C + 1]", 1, dev)
+    _checks.size("ivf_offsets", ivf_offsets, 0, cst.shape[0] + 1, "C + 1 (rows of centroid_scores_t + 1)")
+    ncells = _checks.count("ncells", ncells)
+    n_docs = _checks.count("n_docs", n_docs)
+    name, mod = _pick(impl, dev)
+    if mod is None or name == "cuda":  # the GPU path selects with torch on the device
+        return candidate_pids_ref(cst, ncells, ivf, ivf_offsets, n_docs)
+    return mod.candidate_pids(cst, ncells, ivf, ivf_offsets, n_docs)
 
 
 # ---------------------------------------------------------------------------

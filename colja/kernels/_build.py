@@ -489,8 +489,10 @@ def _build_or_load(kind: str) -> tuple[ModuleType, dict]:
         logger.info("building colja %s kernels (%s) in %s; this takes about a minute",
                     kind, " ".join(spec["cflags"]), build_dir)
         t0 = time.perf_counter()
+        notice = _BuildNotice(kind, final_dir)
         try:
-            _run_build(spec, build_dir, log_path, timeout)
+            with notice:
+                _run_build(spec, build_dir, log_path, timeout)
             built = build_dir / (spec["name"] + _so_suffix())
             if not built.exists():
                 raise _BuildFailure(f"the build produced no {built.name} (log: {log_path})")
@@ -519,6 +521,63 @@ def _build_or_load(kind: str) -> tuple[ModuleType, dict]:
                             "delete the cache folder " + str(final_dir)) from e
     finally:
         _unlock(lock)
+
+
+QUIET_ENV = "COLJA_QUIET"
+
+
+class _BuildNotice:
+    """The one-time compile, said on stderr (not only in the log) with the time elapsed.
+
+    On a terminal the line updates every second; elsewhere (CI logs, pipes) one line
+    when the build starts and one when it ends. ``COLJA_QUIET=1`` silences it.
+    """
+
+    def __init__(self, kind: str, where: Path):
+        self.label = "C++ search kernels" if kind == "cpu" else "CUDA kernels"
+        self.where = where
+        self.quiet = os.environ.get(QUIET_ENV, "").strip() not in ("", "0")
+        self.tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = 0.0
+
+    def _say(self, text: str, *, end: str = "\n") -> None:
+        try:
+            sys.stderr.write(text + end)
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed stderr never fails a build
+            pass
+
+    def _start_line(self) -> str:
+        return (f"colja: compiling the {self.label} for this machine (first use only, about a minute; "
+                f"cached in {self.where.parent}; `colja kernels build` does it ahead of time)")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._say(f"\r{self._start_line()} … {time.perf_counter() - self._t0:.0f} s", end="")
+
+    def __enter__(self) -> "_BuildNotice":
+        self._t0 = time.perf_counter()
+        if self.quiet:
+            return self
+        if self.tty:
+            self._say(self._start_line() + " …", end="")
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
+        else:
+            self._say(self._start_line() + " …")
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.quiet:
+            return
+        seconds = time.perf_counter() - self._t0
+        outcome = f"done in {seconds:.0f} s" if exc_type is None else f"failed after {seconds:.0f} s"
+        self._say(("\n" if self.tty else "") + f"colja: {self.label}: {outcome}")
 
 
 def _load(kind: str) -> _State:

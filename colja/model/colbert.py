@@ -16,9 +16,11 @@ from colja import kernels
 from colja._atomic import write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
+from colja._warnings import warn_at_caller
 from colja.errors import ModelLoadError, TruncationWarning
 from colja.model import loading
 from colja.model.settings import ColBERTSettings
+from colja.model.precision import apply_precision, resolve_precision
 from colja.model.tokenization import (
     SpecialIds,
     doc_sequences,
@@ -63,6 +65,8 @@ class ColBERT(nn.Module):
         self.skiplist: frozenset[int] = punctuation_skiplist(tokenizer, settings)
         self._skiplist_tensor = torch.tensor(sorted(self.skiplist), dtype=torch.long)
         self._warned_truncation = False
+        self._warned_query_length = False
+        self.precision = "fp32"  # of the backbone: see colja.model.precision
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -72,6 +76,7 @@ class ColBERT(nn.Module):
         *,
         device: str | torch.device | None = None,
         dtype: str | torch.dtype | None = None,
+        precision: str = "auto",
         dim: int = 128,
         revision: str | None = None,
         cache_dir: str | None = None,
@@ -87,8 +92,14 @@ class ColBERT(nn.Module):
 
         Args:
             device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``…; default CUDA when available.
-            dtype: ``"float16"``/``"bfloat16"`` to run the encoder in half
+            dtype: ``"float16"``/``"bfloat16"`` to run the whole encoder in half
                 precision (meant for GPUs); outputs are float32 either way.
+            precision: the backbone's precision when ``dtype`` is not given:
+                ``"auto"`` (default: on the CPU bf16 where it is native, else
+                int8 where AVX2 is, else fp32; fp32 on GPUs; ``$COLJA_PRECISION``
+                replaces it), ``"fp32"`` (exactly the reference's vectors; use it
+                to train or save), ``"bf16"``, ``"int8"`` (CPU). See
+                :mod:`colja.model.precision`.
             dim: projection size for a plain backbone (ignored otherwise).
             settings_overrides: any :class:`ColBERTSettings` field, e.g.
                 ``doc_maxlen=512`` or ``dynamic_query_maxlen=True``.
@@ -113,7 +124,17 @@ class ColBERT(nn.Module):
         model = cls(backbone, tokenizer, settings, linear=linear, name_or_path=str(name_or_path))
         model.eval()
         logger.info("loaded %s (%s layout) from %s", name_or_path, ckpt.layout, folder)
-        return model.to_device(device, dtype)
+        model.to_device(device, dtype)
+        if dtype is None:
+            chosen = resolve_precision(precision, model.device)
+            if chosen != "fp32":
+                model.bert = apply_precision(model.bert, chosen)
+                model.precision = chosen
+                logger.info("encoding in %s on this CPU (precision=%r; pass precision='fp32' for the reference's "
+                            "exact vectors)", chosen, precision)
+        elif precision not in ("auto", "fp32"):
+            raise ValueError("pass either dtype= (the whole model) or precision= (the backbone on the CPU), not both")
+        return model
 
     def to_device(self, device: str | torch.device | None = None, dtype: str | torch.dtype | None = None) -> "ColBERT":
         """Move to ``device`` (default: CUDA if available) and optionally cast."""
@@ -160,6 +181,9 @@ class ColBERT(nn.Module):
         """
         from safetensors.torch import save_file
 
+        if self.precision != "fp32":
+            raise ValueError(f"this model encodes in {self.precision} (precision='auto' picked it on this CPU); "
+                             "saving would lose its weights' precision: load it with precision='fp32' to save or train")
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         prefix = getattr(self.bert, "base_model_prefix", "bert") or "bert"
@@ -182,7 +206,7 @@ class ColBERT(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """L2-normalised token vectors ``float [batch, length, dim]`` (differentiable)."""
         hidden = self.bert(input_ids=input_ids, attention_mask=attention_mask)[0]
-        return torch.nn.functional.normalize(self.linear(hidden), p=2, dim=2)
+        return torch.nn.functional.normalize(self.linear(hidden.to(self.linear.weight.dtype)), p=2, dim=2)
 
     def query_mask(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Which query positions are real vectors (everything but ``[PAD]``)."""
@@ -215,7 +239,7 @@ class ColBERT(nn.Module):
         texts = check_texts(texts, what="documents")
         sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts, self.settings.doc_maxlen),
                                              self.special_ids, self.settings)
-        self._warn_truncated(truncated, len(texts), stacklevel=3)
+        self._warn_truncated(truncated, len(texts))
         if not sequences:
             return torch.empty((0, 0), dtype=torch.long), torch.empty((0, 0), dtype=torch.long)
         return pad_batch(sequences, self.special_ids.pad)
@@ -244,8 +268,15 @@ class ColBERT(nn.Module):
         pieces = wordpiece_ids(self.tokenizer, texts, self.max_positions)
         dynamic = self.settings.dynamic_query_maxlen if dynamic_length is None else dynamic_length
         lengths = [query_length(len(p), self.settings, self.max_positions, dynamic) for p in pieces]
-        if dynamic and any(len(p) + 3 > n for p, n in zip(pieces, lengths)):
-            logger.info("some queries exceed %d tokens and were cut", max(lengths))
+        long = sum(len(p) + 3 > n for p, n in zip(pieces, lengths))
+        if long and not self._warned_query_length:
+            self._warned_query_length = True
+            limit = max(lengths)
+            warn_at_caller(
+                f"{long} of {len(texts)} queries are longer than the query length ({limit} tokens) and were cut"
+                + ("" if dynamic else "; pass dynamic_length=True (or load the model with dynamic_query_maxlen=True) "
+                   f"to encode up to {self.max_positions - 2} tokens")
+                + " (said once per model)", TruncationWarning)
         width = max(lengths)
         out = torch.zeros((len(texts), width, self.dim), dtype=torch.float32)
         # Group queries of one length so every batch is dense and no query's
@@ -283,7 +314,7 @@ class ColBERT(nn.Module):
         _check_batch_size(batch_size)
         sequences, truncated = doc_sequences(wordpiece_ids(self.tokenizer, texts, self.settings.doc_maxlen),
                                              self.special_ids, self.settings)
-        self._warn_truncated(truncated, len(texts), stacklevel=4)
+        self._warn_truncated(truncated, len(texts))
         n = len(sequences)
         order = sorted(range(n), key=lambda i: -len(sequences[i])) if sort_by_length else list(range(n))
         batches = [order[i : i + batch_size] for i in range(0, n, batch_size)]
@@ -309,13 +340,12 @@ class ColBERT(nn.Module):
         vectors = vectors * keep.to(device).unsqueeze(-1)
         return vectors.float().cpu()
 
-    def _warn_truncated(self, truncated: int, total: int, *, stacklevel: int) -> None:
+    def _warn_truncated(self, truncated: int, total: int) -> None:
         if truncated:
-            warnings.warn(
+            warn_at_caller(
                 f"{truncated} of {total} documents are longer than doc_maxlen={self.doc_maxlen} tokens and were truncated; "
                 "split long documents into passages (Index.build(..., split=True)) or raise doc_maxlen",
                 TruncationWarning,
-                stacklevel=stacklevel,
             )
 
     # ------------------------------------------------------------------ scoring

@@ -75,6 +75,7 @@ def describe_model(model: Encoder | str | os.PathLike | None) -> dict[str, Any] 
         "name_or_path": getattr(model, "name_or_path", None),
         "settings": settings.to_dict() if hasattr(settings, "to_dict") else None,
         "dim": getattr(model, "dim", None),
+        "precision": getattr(model, "precision", None),
     }
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from colja._hub import looks_like_path
 from colja.errors import ModelLoadError
 from colja.model.settings import ColBERTSettings
 
@@ -51,10 +52,6 @@ class Checkpoint:
     backbone_folder: Path
     settings: ColBERTSettings
     linear_weight: torch.Tensor | None
-
-
-def looks_like_path(name: str) -> bool:
-    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1 or os.path.isabs(name)
 
 
 def resolve_folder(name_or_path: str | os.PathLike, *, revision: str | None = None, cache_dir: str | None = None, local_files_only: bool | None = None) -> Path:

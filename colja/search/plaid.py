@@ -84,29 +84,10 @@ def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     return (centroids @ Q.T).contiguous()
 
 
-def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor) -> torch.Tensor:
+def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor,
+                   n_docs: int) -> torch.Tensor:
     """Sorted unique passage ids (int64) in the IVF lists of each query vector's top cells."""
-    ncells = min(ncells, scores_t.shape[0])
-    cells = _sorted_unique(scores_t.topk(ncells, dim=0, sorted=False).indices.flatten(), scores_t.shape[0])
-    starts = ivf_offsets[cells]
-    lengths = ivf_offsets[cells + 1] - starts
-    total = int(lengths.sum())
-    device = scores_t.device
-    if total == 0:
-        return torch.empty(0, dtype=torch.long, device=device)
-    # gather the concatenated slices ivf[start:start+len] without a Python loop
-    owners = torch.repeat_interleave(torch.arange(len(cells), device=device), lengths, output_size=total)
-    within = (torch.arange(total, device=device)
-              - torch.repeat_interleave(lengths.cumsum(0) - lengths, lengths, output_size=total))
-    pids = ivf[(starts[owners] + within)].long()
-    return _sorted_unique(pids, int(pids.max()) + 1)
-
-
-def _sorted_unique(ids: torch.Tensor, size: int) -> torch.Tensor:
-    """``ids.unique()`` for ids in ``[0, size)`` by boolean marks: no sort of the (often thousands of) ids."""
-    marked = torch.zeros(size, dtype=torch.bool, device=ids.device)
-    marked[ids] = True
-    return marked.nonzero().flatten()
+    return kernels.candidate_pids(scores_t, ncells, ivf, ivf_offsets, n_docs)
 
 
 def exact_scores(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor) -> torch.Tensor:
@@ -133,7 +114,7 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
 
     ncells = settings.ncells
     while True:
-        pids = candidate_pids(scores_t, ncells, arrays.ivf, arrays.ivf_offsets)
+        pids = candidate_pids(scores_t, ncells, arrays.ivf, arrays.ivf_offsets, arrays.num_passages)
         if allowed is not None and pids.numel():
             pids = pids[allowed[pids]]
         if pids.numel() >= k or ncells >= arrays.num_centroids:

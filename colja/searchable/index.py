@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import logging
 import os
 import threading
 from pathlib import Path
@@ -26,7 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import torch
 
-from colja.errors import ModelLoadError
+from colja.errors import CollectionError, ModelLoadError
 from colja.index.build import ListSource, ModelSource
 from colja.index.codec import check_dims
 from colja.index.collection import (TextCollection, as_embedding_list, as_text_collection, check_doc_ids,
@@ -44,6 +45,8 @@ from colja.model.encoder import DEFAULT_MODEL, Encoder, describe_model, is_encod
 from colja.search import engine
 from colja.search.explain import Explanation, check_doc_id, explain_best
 from colja.search.results import Hit, SearchResults
+
+logger = logging.getLogger(__name__)
 
 INDEX_ROOT_ENV = "COLJA_INDEX_ROOT"
 
@@ -72,6 +75,28 @@ def _target(path: str | os.PathLike | None, name: str | None) -> Path:
     if path is not None:
         return Path(path)
     return default_root() / (name or _default_name())
+
+
+def dataset_ids(collection: Any, doc_ids: Any, id_column: str | None) -> Any:
+    """``doc_ids`` from a ``datasets.Dataset``'s ``id_column`` (or its ``id`` / ``_id`` column, said once)."""
+    columns = getattr(collection, "column_names", None)
+    if columns is None or not hasattr(collection, "features"):
+        if id_column is not None:
+            raise ValueError("id_column= applies to a datasets.Dataset; pass doc_ids= with a list")
+        return doc_ids
+    if id_column is not None:
+        if doc_ids is not None:
+            raise ValueError("pass either doc_ids= or id_column=, not both")
+        if id_column not in columns:
+            raise CollectionError(f"the dataset has no column {id_column!r} (columns: {columns})")
+        return [str(v) for v in collection[id_column]]
+    if doc_ids is None:
+        found = next((c for c in ("id", "_id") if c in columns), None)
+        if found is not None:
+            logger.warning("using the dataset's %r column as doc ids (pass id_column= to choose another, "
+                           "or doc_ids= to give them)", found)
+            return [str(v) for v in collection[found]]
+    return doc_ids
 
 
 def _stage_specs(spec: Any) -> StageSpecs:
@@ -137,6 +162,7 @@ class Index:
         name: str | None = None,
         settings: IndexSettings | Mapping[str, Any] | None = None,
         text_column: str = "text",
+        id_column: str | None = None,
         batch_size: int = 32,
         device: Any = None,
         show_progress: bool | None = None,
@@ -151,7 +177,8 @@ class Index:
         ``collection``: a list (or any iterable) of passage texts, or a
         ``datasets.Dataset`` with a ``text_column``. ``doc_ids``: unique
         strings, one per passage (default: ``"0"``, ``"1"``, ... = the passage
-        ids). ``metadata``: one JSON-serialisable dict (or None) per passage.
+        ids; for a dataset, its ``id_column``, or else an ``id`` / ``_id``
+        column when it has one, with a note). ``metadata``: one JSON-serialisable dict (or None) per passage.
         ``path``: the index folder (default: ``<root>/<name>``, root =
         ``$COLJA_INDEX_ROOT`` or ``./indexes``, name = ``index-<date>-<time>``).
         ``nbits`` (default 2) and any :class:`IndexSettings` field may be given
@@ -173,6 +200,7 @@ class Index:
         stages = _stage_specs(first_stages)
         settings = resolve_settings(settings, nbits=nbits, **setting_overrides)
         texts = as_text_collection(collection, text_column=text_column)
+        doc_ids = dataset_ids(collection, doc_ids, id_column)
         ids = check_doc_ids(doc_ids, texts.num_passages)
         if split:
             check_split_doc_ids(ids)

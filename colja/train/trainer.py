@@ -105,7 +105,7 @@ class Trainer:
                 raise ValueError("model_kwargs only apply when the model is given by name or folder")
             self.model = model
         elif isinstance(model, (str, os.PathLike)):
-            self.model = ColBERT.from_pretrained(model, device="cpu", **(model_kwargs or {}))
+            self.model = ColBERT.from_pretrained(model, device="cpu", **{"precision": "fp32", **(model_kwargs or {})})
         else:
             raise TypeError(f"model must be a ColBERT, a folder or a hub id, got {type(model).__name__}")
         self.loss_kind = self._resolve_loss()

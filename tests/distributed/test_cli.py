@@ -33,7 +33,11 @@ def test_index_with_shards_then_search(passages, tmp_path, model_path, capsys):
                  "--where", '{"年": {"$gte": 2030}}']) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     assert len(rows[0]["hits"]) == 3 and all(h["metadata"]["年"] >= 2030 for h in rows[0]["hits"])
-    assert main(["index", str(passages), "--index", str(path), "--model", model_path, "--shards", "0"]) == 2
+    with pytest.raises(SystemExit) as exit_:
+        main(["index", str(passages), "--index", str(path), "--model", model_path, "--shards", "0"])
+    assert exit_.value.code == 2 and "--shards" in capsys.readouterr().err
+    assert main(["index", str(passages), "--index", str(path), "--model", model_path, "--shards", "2"]) == 2
+    assert "overwrite" in capsys.readouterr().err
 
 
 def test_index_on_ray(passages, tmp_path, model_path, ray_cluster, capsys):

@@ -10,6 +10,8 @@ import colja
 from colja import IndexFormatError, IndexNotFoundError
 from colja.distributed import ShardedIndex
 
+pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
+
 
 @pytest.fixture(scope="module")
 def two_shards(tmp_path_factory, corpus, _fixture_model):

@@ -277,3 +277,46 @@ def test_out_of_range_indices_raise_instead_of_crashing(cpp_module, impl):
         with pytest.raises(ValueError, match="doc_offsets"):
             K.maxsim_dense(case.Q, K.decompress_residuals_ref(case.codes, case.residuals, case.centroids,
                                                              case.bucket_weights, 2), bad_offsets, impl=impl)
+
+
+# --------------------------------------------------------------------------- candidate_pids
+def _ivf(C: int, n_docs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random IVF: each cell lists a sorted unique sample of pids (some cells empty)."""
+    g = torch.Generator().manual_seed(seed)
+    lists = [torch.randperm(n_docs, generator=g)[: int(torch.randint(0, 6, (1,), generator=g))].sort().values
+             for _ in range(C)]
+    lengths = torch.tensor([len(x) for x in lists], dtype=torch.int64)
+    offsets = torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)])
+    return torch.cat(lists).to(torch.int32), offsets
+
+
+@pytest.mark.parametrize("quantized", [True, False], ids=["ties", "float"])
+@pytest.mark.parametrize("C,Lq,ncells,n_docs", [(1, 1, 1, 3), (23, 7, 1, 40), (23, 32, 2, 40), (64, 33, 4, 1000),
+                                                  (300, 32, 8, 50), (5, 3, 9, 20), (16, 4, 0, 10)])
+def test_candidate_pids(cpp_module, quantized, C, Lq, ncells, n_docs):
+    g = torch.Generator().manual_seed(C * 131 + Lq)
+    cst = torch.randn(C, Lq, generator=g)
+    if quantized:  # many exact ties: the smaller cell must win in both implementations
+        cst = (cst * 2).round() / 2
+    ivf, offsets = _ivf(C, n_docs, seed=C + Lq)
+    got = K.candidate_pids(cst, ncells, ivf, offsets, n_docs, impl="cpp")
+    want = K.candidate_pids_ref(cst, ncells, ivf, offsets, n_docs)
+    assert got.dtype == torch.int64 and torch.equal(got, want), (got.tolist(), want.tolist())
+    assert got.tolist() == sorted(set(got.tolist()))
+    # the specification itself: the union of the lists of each column's best cells
+    cells = set()
+    for k in range(Lq):
+        order = sorted(range(C), key=lambda c: (-float(cst[c, k]), c))
+        cells |= set(order[:ncells])
+    expected = sorted({int(p) for c in cells for p in ivf[offsets[c]:offsets[c + 1]]})
+    assert got.tolist() == expected
+
+
+def test_candidate_pids_rejects_bad_ivf(cpp_module):
+    cst = torch.randn(4, 2)
+    ivf, offsets = torch.tensor([0, 1, 2, 9], dtype=torch.int32), torch.tensor([0, 1, 2, 3, 4])
+    for impl in ("cpp", "torch"):
+        with pytest.raises(IndexError, match=r"\] = 9 is out of range"):
+            K.candidate_pids(cst, 4, ivf, offsets, 5, impl=impl)
+    with pytest.raises(ValueError, match="ivf_offsets"):
+        K.candidate_pids(cst, 1, ivf, offsets[:-1], 5, impl="cpp")

@@ -29,7 +29,7 @@ def test_candidate_pids_are_the_ivf_lists_of_the_top_cells(collection):
     arrays, V, _ = collection
     Q = make_query(arrays, V, arrays.doc_offsets, pid=3)
     S = centroid_scores(Q, arrays.centroids)
-    got = candidate_pids(S, 2, arrays.ivf, arrays.ivf_offsets)
+    got = candidate_pids(S, 2, arrays.ivf, arrays.ivf_offsets, arrays.num_passages)
     cells = set(S.topk(2, dim=0).indices.flatten().tolist())
     want = set()
     for c in cells:

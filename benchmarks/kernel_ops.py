@@ -1,6 +1,6 @@
 """Micro-benchmark of colja's CPU kernels against the PyTorch reference path.
 
-    python benchmarks/kernels.py [--threads 1 2] [--docs 20000] [--candidates 8192]
+    python benchmarks/kernel_ops.py [--threads 1 2] [--docs 20000] [--candidates 8192]
                                  [--centroids 16384] [--nbits 2] [--lq 32] [--reps 5]
 
 Builds (or loads) the C++ extension, makes a synthetic PLAID-like index (dim 128,
