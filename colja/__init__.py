@@ -16,6 +16,7 @@ from colja._lazy import lazy_exports
 
 from colja.errors import (
     AuthenticationError,
+    BuildWorkerError,
     CheckpointError,
     CollectionError,
     ColjaError,
@@ -30,6 +31,7 @@ from colja.errors import (
     MissingDependencyError,
     ModelLoadError,
     ServerError,
+    ShardError,
     StaleIndexWarning,
     TrainingDataError,
     TruncationWarning,
@@ -52,11 +54,13 @@ _LAZY = {
     "rerank": "colja.search.rerank",
     "rerank_batch": "colja.search.rerank",
     "Client": "colja.server.client",
+    "ShardedIndex": "colja.distributed.sharded",
 }
 
 __all__ = [
     *_LAZY,
     "AuthenticationError",
+    "BuildWorkerError",
     "CheckpointError",
     "CollectionError",
     "ColjaError",
@@ -71,6 +75,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelLoadError",
     "ServerError",
+    "ShardError",
     "StaleIndexWarning",
     "TrainingDataError",
     "TruncationWarning",

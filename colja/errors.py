@@ -95,6 +95,27 @@ class AuthenticationError(ServerError, PermissionError):
     """A colja server refused the API key: missing or wrong (401), or read-only for a write (403)."""
 
 
+class ShardError(ColjaError, RuntimeError):
+    """A shard of a sharded index did not answer, even after one retry on a restarted actor.
+
+    The message names the shard; ``shard`` is its number and ``path`` its folder.
+    Pass ``allow_partial=True`` to ``ShardedIndex.load`` to get the other shards' hits instead.
+    """
+
+    def __init__(self, message: str, shard: int = -1, path: str | None = None):
+        super().__init__(message)
+        self.shard = shard
+        self.path = path
+
+    def __reduce__(self):  # keep the fields through pickling (Ray, process pools)
+        return (type(self), (str(self), self.shard, self.path))
+
+
+class BuildWorkerError(ColjaError, RuntimeError):
+    """A worker of a distributed build died or failed; the batches written so far are kept,
+    and running the same build again resumes from them."""
+
+
 class StaleIndexWarning(UserWarning):
     """The collection has drifted far from what the index centroids were trained on."""
 
@@ -120,4 +141,6 @@ __all__ = [
     "MiningError",
     "ServerError",
     "AuthenticationError",
+    "ShardError",
+    "BuildWorkerError",
 ]

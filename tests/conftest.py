@@ -58,3 +58,22 @@ def tiny_backbone_path(tmp_path_factory) -> Path:
     for name in ("vocab.txt", "tokenizer_config.json"):
         shutil.copy(TOKENIZER_DIR / name, folder / name)
     return folder
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A real Ray cluster on this machine (``ray.cluster_utils.Cluster``): a head and one worker
+    node (separate processes), 1 CPU and a 100 MB object store each; shut down at the end."""
+    ray = pytest.importorskip("ray", reason='Ray is not installed: pip install "colja[ray]"')
+    from ray.cluster_utils import Cluster
+
+    mb = 1024 * 1024
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": 100 * mb})
+    try:
+        cluster.add_node(num_cpus=1, object_store_memory=100 * mb)
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()

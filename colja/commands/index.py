@@ -21,6 +21,8 @@ def cmd_index(args) -> int:
     collection = read_collection(args.input, text_field=args.text_field, id_field=args.id_field, title_field=args.title_field)
     print(f"{len(collection.texts):,} {'documents' if args.split else 'passages'} from {args.input}")
     t = time.perf_counter()
+    if args.ray is not None or args.shards != 1:
+        return _build_scaled(args, collection, t)
     split = {"split": True, "max_tokens": args.max_tokens, "overlap": args.overlap} if args.split else {}
     try:
         index = Index.build(collection.texts, args.index, model=args.model, doc_ids=collection.doc_ids,
@@ -43,6 +45,35 @@ def args_quiet(args) -> bool:
     return bool(getattr(args, "quiet", False))
 
 
+def _build_scaled(args, collection, started: float) -> int:
+    """``--ray`` (a Ray cluster) and/or ``--shards N`` (a sharded index)."""
+    from colja import distributed
+    from colja.errors import IndexExistsError
+
+    if args.first_stage or args.split:
+        print("colja index: error: --first-stage and --split are not supported with --ray / --shards yet",
+              file=sys.stderr)
+        return 2
+    common = dict(model=args.model, doc_ids=collection.doc_ids, metadata=collection.metadata, nbits=args.nbits,
+                  overwrite=args.overwrite, batch_size=args.batch_size, show_progress=not args_quiet(args))
+    try:
+        if args.ray is not None:
+            address = None if args.ray == "local" else args.ray
+            index = distributed.build(collection.texts, args.index, shards=args.shards, ray_address=address,
+                                      num_gpus_per_worker=args.gpus_per_worker, **common)
+        else:
+            index = distributed.ShardedIndex.build(collection.texts, args.index, shards=args.shards, **common)
+    except IndexExistsError as exc:
+        print(f"colja index: error: {exc}", file=sys.stderr)
+        return 2
+    where = "on Ray" if args.ray is not None else "locally"
+    shards = getattr(index, "num_shards", 1)
+    print(f"built {args.index} {where} in {time.perf_counter() - started:.1f}s: {len(index):,} passages"
+          + (f" in {shards} shards ({', '.join(f'{n:,}' for n in index.shard_lengths())})" if shards > 1 else ""))
+    index.close()
+    return 0
+
+
 def add_parser(sub) -> None:
     p = sub.add_parser("index", help="build an index from a JSONL, CSV/TSV or text file (one passage a line)")
     p.add_argument("input", help="passages: .jsonl (fields text, _id/id, others kept as metadata), .csv/.tsv, or text")
@@ -61,4 +92,10 @@ def add_parser(sub) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing index (atomically)")
     p.add_argument("--first-stage", action="append", choices=("bm25",),
                    help="also store this first stage (repeatable; dense/static need a model: use the Python API)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="encode and compress on a Ray cluster (colja[ray]): ADDRESS such as auto or "
+                        "ray://head:10001; without one, a local Ray")
+    p.add_argument("--shards", type=positive_int, default=1,
+                   help="write N shard indexes under --index (documents routed by a hash of their id)")
+    p.add_argument("--gpus-per-worker", type=float, default=0, help="with --ray: GPUs for each model worker")
     p.set_defaults(func=cmd_index)

@@ -15,7 +15,12 @@ def cmd_search(args) -> int:
     except ValueError as e:
         print(f"colja search: error: {e}", file=sys.stderr)
         return 2
-    index = Index.load(args.index, model=args.model, mmap=args.mmap)
+    from colja.distributed import ShardedIndex, is_sharded
+
+    if is_sharded(args.index):
+        index = ShardedIndex.load(args.index, model=args.model, mmap=args.mmap)
+    else:
+        index = Index.load(args.index, model=args.model, mmap=args.mmap)
     overrides: dict = {"where": where, "group_by_doc": args.group_by_doc}
     if args.exhaustive:
         overrides["exhaustive"] = True

@@ -104,6 +104,30 @@ class ModelSource(EmbeddingSource):
         return torch.as_tensor(flat).float(), np.asarray(doclens, dtype=np.int64)
 
 
+class CompressedSource(EmbeddingSource):
+    """Passages encoded and compressed elsewhere (a distributed build's workers) with the codec
+    given to :func:`write_index_files`; the build only assembles them."""
+
+    def embed(self, pids: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
+        raise TypeError("a CompressedSource holds compressed passages only: build it with codec=")
+
+    def compressed(self, pids: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(codes int32 [V], residuals uint8 [V, packed], norms float32 [V], doclens int64 [len(pids)])``."""
+        raise NotImplementedError  # pragma: no cover - interface
+
+
+def compress_vectors(codec: ResidualCodec, vectors: torch.Tensor, settings: IndexSettings,
+                     assign: Any = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What a build stores for ``vectors``: ``(codes int32, residuals uint8, norms float32)`` numpy arrays."""
+    vectors = vectors.float()
+    if settings.round_to_fp16:
+        vectors = vectors.half().float()
+    codes, residuals = codec.compress(vectors.to(codec.centroids.device), assign=assign)
+    norms = codec.norms(codes, residuals).cpu()
+    return (codes.cpu().numpy().astype(np.int32, copy=False), residuals.cpu().numpy(),
+            norms.numpy().astype(np.float32, copy=False))
+
+
 # --------------------------------------------------------------------------- small helpers
 
 
@@ -171,6 +195,7 @@ def write_index_files(
     parent_ids: list[str | None] | None = None,
     spans: list[tuple[int, int] | None] | None = None,
     device: torch.device | None = None,
+    codec: ResidualCodec | None = None,
 ) -> tuple[dict[str, Any], BuildReport]:
     """Write every array and the document store of a new index into ``files`` (inputs already
     validated): ``(manifest without files, report)``. The caller commits (:mod:`colja.index.writes`).
@@ -178,64 +203,32 @@ def write_index_files(
     ``metadata`` are JSON texts (see :func:`colja.index.collection.dump_all_metadata`);
     ``parent_ids`` / ``spans``: per passage, for passages split from longer documents.
     ``device``: where the vectors are compressed (e.g. a GPU; k-means stays with faiss on the CPU).
-    The files are the same whichever device compressed them.
+    The files are the same whichever device compressed them. ``codec``: centroids and
+    codec trained already (steps 1-4 are skipped), e.g. once for every shard of a
+    distributed build; ``source`` may then be a :class:`CompressedSource`.
     """
     started = time.perf_counter()
     n = source.num_passages
     report = BuildReport(num_passages=n)
-    clock = time.perf_counter()
-    sample = plan_sample(n, settings)
-    sample_dtype = np.float16 if settings.round_to_fp16 else np.float32
-
     writer = files
     work = writer.path(".work")
     work.mkdir()
 
-    # 1. the sample
-    sample_vectors, sample_doclens = _embed_sample(source, sample.pids, work, sample_dtype, settings, show_progress)
-    dim = sample_vectors.shape[1]
-    check_dims(dim, settings.nbits)
-    report.sample_passages, report.sample_vectors = len(sample.pids), int(sample_vectors.shape[0])
-    report.seconds["sample"] = time.perf_counter() - clock
-    fault_point("after_sample")
-
-    # 2.-3. sizes, split, k-means
-    clock = time.perf_counter()
-    plan = plan_centroids(n, sample_doclens, settings)
-    rng = np.random.default_rng(settings.seed)
-    perm = rng.permutation(report.sample_vectors)
-    train_idx, held_idx = perm[: plan.num_train], perm[plan.num_train :]
-    if plan.num_heldout == 0:
-        held_idx = perm
-    limit = settings.max_points_per_centroid * plan.num_centroids
-    train_idx = np.sort(train_idx[:limit])
-    x = np.asarray(sample_vectors[train_idx], dtype=np.float32)
-    report.kmeans_vectors, report.num_centroids = int(x.shape[0]), plan.num_centroids
-    report.avg_doclen_est = plan.avg_doclen_est
-    logger.info("k-means: %d centroids from %d of %d sample vectors (%d passages)",
-                plan.num_centroids, x.shape[0], report.sample_vectors, len(sample.pids))
-    centroids = train_centroids(x, plan.num_centroids, niters=settings.kmeans_niters, seed=settings.seed,
-                                method=settings.kmeans, cells=settings.kmeans_cells,
-                                refine_iters=settings.kmeans_refine_iters, show_progress=show_progress)
-    del x
-    report.seconds["kmeans"] = time.perf_counter() - clock
-    fault_point("after_kmeans")
-
-    # 4. the codec
-    clock = time.perf_counter()
-    heldout = torch.from_numpy(np.asarray(sample_vectors[np.sort(held_idx)], dtype=np.float32))
-    report.heldout_vectors = int(heldout.shape[0])
-    codec = ResidualCodec.fit(torch.from_numpy(centroids), heldout, settings.nbits)
-    del heldout
+    if codec is None:  # 1.-4. sample, k-means, codec
+        trained = fit_codec(source, settings, work, report, show_progress)
+    else:  # trained elsewhere (a distributed build): no sample to reuse
+        trained = TrainedCodec(codec, np.zeros(0, np.int64), np.zeros((0, codec.dim), np.float32),
+                               np.zeros(0, np.int64))
+        report.num_centroids = codec.num_centroids
+    codec, sample_vectors, sample_doclens = trained.codec, trained.sample_vectors, trained.sample_doclens
     assign = None
     if settings.assignment == "two_level":
         assign = TwoLevelAssigner(codec.centroids, probe=settings.assignment_probe, seed=settings.seed)
-    report.seconds["codec"] = time.perf_counter() - clock
 
     # 5. encode + compress, chunk by chunk
     clock = time.perf_counter()
     compressor = codec if device is None or device.type == "cpu" else codec.to(device)
-    doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, compressor, assign, sample.pids, sample_vectors,
+    doclens, ivf, ivf_lengths = _index_chunks(writer, work, source, compressor, assign, trained.sample_pids, sample_vectors,
                                               sample_doclens, texts, doc_ids, metadata, settings, show_progress,
                                               parent_ids, spans)
     del sample_vectors
@@ -269,6 +262,66 @@ def write_index_files(
     logger.info("wrote %d passages, %d vectors, %d centroids in %.1f s",
                 n, total, codec.num_centroids, report.seconds["total"])
     return manifest, report
+
+
+@dataclass
+class TrainedCodec:
+    """Steps 1-4 of a build: the codec, and the sample passages' vectors (reused when encoding is costly)."""
+
+    codec: ResidualCodec
+    sample_pids: np.ndarray
+    sample_vectors: np.ndarray
+    sample_doclens: np.ndarray
+
+
+def fit_codec(source: EmbeddingSource, settings: IndexSettings, work: Path, report: BuildReport | None = None,
+              show_progress: bool | None = None, *, sample_pids: np.ndarray | None = None) -> TrainedCodec:
+    """Encode the seeded passage sample (spilled to ``work``), run k-means and fit the residual codec."""
+    report = report if report is not None else BuildReport(num_passages=source.num_passages)
+    n = source.num_passages
+    if sample_pids is None:
+        sample_pids = plan_sample(n, settings).pids
+    sample_dtype = np.float16 if settings.round_to_fp16 else np.float32
+
+    # 1. the sample
+    clock = time.perf_counter()
+    sample_vectors, sample_doclens = _embed_sample(source, sample_pids, work, sample_dtype, settings, show_progress)
+    dim = sample_vectors.shape[1]
+    check_dims(dim, settings.nbits)
+    report.sample_passages, report.sample_vectors = len(sample_pids), int(sample_vectors.shape[0])
+    report.seconds["sample"] = time.perf_counter() - clock
+    fault_point("after_sample")
+
+    # 2.-3. sizes, split, k-means
+    clock = time.perf_counter()
+    plan = plan_centroids(n, sample_doclens, settings)
+    rng = np.random.default_rng(settings.seed)
+    perm = rng.permutation(report.sample_vectors)
+    train_idx, held_idx = perm[: plan.num_train], perm[plan.num_train :]
+    if plan.num_heldout == 0:
+        held_idx = perm
+    limit = settings.max_points_per_centroid * plan.num_centroids
+    train_idx = np.sort(train_idx[:limit])
+    x = np.asarray(sample_vectors[train_idx], dtype=np.float32)
+    report.kmeans_vectors, report.num_centroids = int(x.shape[0]), plan.num_centroids
+    report.avg_doclen_est = plan.avg_doclen_est
+    logger.info("k-means: %d centroids from %d of %d sample vectors (%d passages)",
+                plan.num_centroids, x.shape[0], report.sample_vectors, len(sample_pids))
+    centroids = train_centroids(x, plan.num_centroids, niters=settings.kmeans_niters, seed=settings.seed,
+                                method=settings.kmeans, cells=settings.kmeans_cells,
+                                refine_iters=settings.kmeans_refine_iters, show_progress=show_progress)
+    del x
+    report.seconds["kmeans"] = time.perf_counter() - clock
+    fault_point("after_kmeans")
+
+    # 4. the codec
+    clock = time.perf_counter()
+    heldout = torch.from_numpy(np.asarray(sample_vectors[np.sort(held_idx)], dtype=np.float32))
+    report.heldout_vectors = int(heldout.shape[0])
+    codec = ResidualCodec.fit(torch.from_numpy(centroids), heldout, settings.nbits)
+    del heldout
+    report.seconds["codec"] = time.perf_counter() - clock
+    return TrainedCodec(codec, sample_pids, sample_vectors, sample_doclens)
 
 
 def codec_entry(codec: ResidualCodec) -> dict[str, Any]:
@@ -308,7 +361,7 @@ def _embed_sample(source: EmbeddingSource, pids: np.ndarray, work: Path, dtype: 
 def _chunk_vectors(source: EmbeddingSource, pids: np.ndarray, sample_pids: np.ndarray, sample_vectors: np.ndarray,
                    sample_offsets: np.ndarray) -> tuple[torch.Tensor, np.ndarray]:
     """Vectors of a chunk, taking sample passages from the sample file when the source is expensive."""
-    if not source.expensive:
+    if not source.expensive or len(sample_pids) == 0:
         return source.embed(pids)
     where = np.searchsorted(sample_pids, pids)
     in_sample = (where < len(sample_pids)) & (sample_pids[np.minimum(where, len(sample_pids) - 1)] == pids)
@@ -352,12 +405,16 @@ def _index_chunks(writer: GenerationWriter, work: Path, source: EmbeddingSource,
             for start in range(0, n, settings.chunk_passages):
                 stop = min(n, start + settings.chunk_passages)
                 pids = np.arange(start, stop, dtype=np.int64)
-                vectors, lens = _chunk_vectors(source, pids, sample_pids, sample_vectors, sample_offsets)
-                if settings.round_to_fp16:
-                    vectors = vectors.half().float()
-                codes, residuals = codec.compress(vectors.to(codec.centroids.device), assign=assign)
-                norms = codec.norms(codes, residuals).cpu()
-                codes, residuals = codes.cpu(), residuals.cpu()
+                if isinstance(source, CompressedSource):
+                    codes, residuals, norms, lens = (torch.from_numpy(a) for a in source.compressed(pids))
+                else:
+                    vectors, lens = _chunk_vectors(source, pids, sample_pids, sample_vectors, sample_offsets)
+                    if settings.round_to_fp16:
+                        vectors = vectors.half().float()
+                    codes, residuals = codec.compress(vectors.to(codec.centroids.device), assign=assign)
+                    norms = codec.norms(codes, residuals).cpu()
+                    codes, residuals = codes.cpu(), residuals.cpu()
+                lens = np.asarray(lens, dtype=np.int64)
                 f_codes.write(codes.numpy().tobytes())
                 f_res.write(residuals.numpy().tobytes())
                 f_norms.write(norms.numpy().astype(np.float32, copy=False).tobytes())
@@ -380,4 +437,4 @@ def _index_chunks(writer: GenerationWriter, work: Path, source: EmbeddingSource,
     return doclens, ivf_pids, ivf_lengths
 
 
-__all__ = ["write_index_files", "EmbeddingSource", "ListSource", "ModelSource", "BuildReport", "codec_entry"]
+__all__ = ["write_index_files", "fit_codec", "TrainedCodec", "CompressedSource", "compress_vectors", "EmbeddingSource", "ListSource", "ModelSource", "BuildReport", "codec_entry"]

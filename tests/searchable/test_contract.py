@@ -1,7 +1,9 @@
 """The searchable contract, run against every searchable: same types, same errors, same semantics.
 
 Each new searchable (sharded index, HTTP client) is added to ``SEARCHABLES``. ``client`` is
-:class:`colja.Client` talking to a real ``colja serve`` subprocess on a loopback port.
+:class:`colja.Client` talking to a real ``colja serve`` subprocess on a loopback port; ``sharded``
+is a :class:`colja.ShardedIndex` of 3 shards searched in threads, ``sharded-ray`` the same with
+each shard in a Ray actor on a real local Ray cluster (a head and a worker node).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from tests.oracle import maxsim_matrix
 pytestmark = pytest.mark.filterwarnings("ignore::colja.errors.TruncationWarning")
 
 N = 60
-SEARCHABLES = ["index", "memory", "client"]
+SEARCHABLES = ["index", "memory", "client", "sharded", "sharded-ray"]
 
 
 @pytest.fixture(scope="module")
@@ -41,6 +43,13 @@ def _make(kind: str, model, corpus, tmp_path):
     texts, ids, meta = corpus
     if kind == "index":
         return Index.build(texts, tmp_path / "index", model=model, doc_ids=ids, metadata=meta, nbits=4)
+    if kind.startswith("sharded"):
+        index = colja.ShardedIndex.build(texts, tmp_path / "sharded", shards=3, model=model, doc_ids=ids,
+                                         metadata=meta, nbits=4)
+        if kind == "sharded-ray":
+            index.close()
+            index = colja.ShardedIndex.load(tmp_path / "sharded", model=model, use_ray=True)
+        return index
     return InMemoryIndex.build(texts, model=model, doc_ids=ids, metadata=meta)
 
 
@@ -65,11 +74,19 @@ def _client(request, name: str):
     return client
 
 
+def _closing(request, searchable):
+    if isinstance(searchable, colja.ShardedIndex):
+        request.addfinalizer(searchable.close)  # its threads, or its Ray actors
+    return searchable
+
+
 @pytest.fixture(scope="module", params=SEARCHABLES)
 def searchable(request, _fixture_model, corpus, tmp_path_factory):
     if request.param == "client":
         return _client(request, "contract")
-    return _make(request.param, _fixture_model, corpus, tmp_path_factory.mktemp(request.param))
+    if request.param == "sharded-ray":
+        request.getfixturevalue("ray_cluster")
+    return _closing(request, _make(request.param, _fixture_model, corpus, tmp_path_factory.mktemp(request.param)))
 
 
 @pytest.fixture(params=SEARCHABLES)
@@ -77,22 +94,30 @@ def writable(request, _fixture_model, corpus, tmp_path):
     """A fresh searchable per test, for writes (the client's index is shared; each write test undoes its writes)."""
     if request.param == "client":
         return _client(request, "writable")
-    return _make(request.param, _fixture_model, corpus, tmp_path)
+    if request.param == "sharded-ray":
+        request.getfixturevalue("ray_cluster")
+    return _closing(request, _make(request.param, _fixture_model, corpus, tmp_path))
 
 
 def _is_disk(s) -> bool:
-    return isinstance(s, (Index, colja.Client))
+    return isinstance(s, (Index, colja.Client, colja.ShardedIndex))
 
 
-def _stored_vectors(s, n: int) -> list[torch.Tensor]:
-    """What ``s`` scores against: decompressed vectors for an Index, float16 vectors in memory."""
+def _stored_vectors(s, n: int) -> tuple[list[int], list[torch.Tensor]]:
+    """``(passage ids, vectors)`` of what ``s`` scores against: decompressed vectors for an Index
+    (every shard's, under global ids, for a sharded index), float16 vectors in memory."""
     if isinstance(s, colja.Client):
         with Index.load(s.test_index_path) as local:
             return _stored_vectors(local, n)
+    if isinstance(s, colja.ShardedIndex):
+        pids = s.all_pids().tolist()
+        assert len(pids) == n
+        flat, lens = s.passage_vectors(pids)
+        return pids, list(flat.split(lens.tolist()))
     if isinstance(s, Index):
         flat, lens = s.passage_vectors(torch.arange(n))
-        return list(flat.split(lens.tolist()))
-    return [v.float() for v in s._vectors]
+        return list(range(n)), list(flat.split(lens.tolist()))
+    return list(range(n)), [v.float() for v in s._vectors]
 
 
 def test_satisfies_the_protocol(searchable):
@@ -135,13 +160,13 @@ def test_search_embeddings_gives_arrays_and_hits(searchable, _fixture_model, que
 def test_exhaustive_hits_equal_the_oracle_on_its_own_vectors(searchable, _fixture_model, queries):
     """Exact MaxSim over what the searchable stores, scored by the readable oracle."""
     options = {"exhaustive": True} if _is_disk(searchable) else {}
-    docs = _stored_vectors(searchable, N)
+    pids, docs = _stored_vectors(searchable, N)
     Q = _fixture_model.encode_queries(queries)
     want = maxsim_matrix(Q, docs)
     got = searchable.search_embeddings(Q, k=10, **options)
     for i in range(len(queries)):
         order = torch.argsort(want[i], descending=True, stable=True)[:10]
-        assert got.pids[i].tolist() == order.tolist()
+        assert got.pids[i].tolist() == [pids[j] for j in order.tolist()]
         np.testing.assert_allclose(got.scores[i], want[i][order].numpy(), rtol=1e-4, atol=1e-4)
 
 
