@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from colja.commands._args import non_negative_int, positive_int
+import sys
+
+from colja.commands._args import add_document_options, non_negative_int, positive_int
 
 
 def cmd_add(args) -> int:
@@ -19,19 +21,14 @@ def cmd_add(args) -> int:
                     batch_size=args.batch_size, show_progress=not getattr(args, "quiet", False), **split)
     for doc_id in ids:
         print(doc_id)
-    print(f"added {len(ids):,} documents to {index.path}: {len(index):,} live passages", file=__import__("sys").stderr)
+    print(f"added {len(ids):,} documents to {index.path}: {len(index):,} live passages", file=sys.stderr)
     return 0
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("add", help="add documents from a .jsonl / .csv / text file to an index; prints their ids")
     p.add_argument("input", help="documents: .jsonl (fields text, _id/id, others kept as metadata), .csv/.tsv, or text")
-    p.add_argument("--index", required=True, help="index folder")
-    p.add_argument("--model", default=None, help="override the model recorded in the index")
-    p.add_argument("--text-field", default="text", help="the field holding the text (default text)")
-    p.add_argument("--id-field", default=None, help="default: the first of _id, id, doc_id, docid present")
-    p.add_argument("--title-field", default=None, help="prepend this field to the text (e.g. title)")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="passages encoded per batch (default 32)")
+    add_document_options(p)
     p.add_argument("--split", action="store_true", help="cut long documents into passages at sentence ends")
     p.add_argument("--max-tokens", type=positive_int, default=None, help="with --split: model tokens per passage")
     p.add_argument("--overlap", type=non_negative_int, default=0, help="with --split: tokens shared by neighbours")

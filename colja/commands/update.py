@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from colja.commands._args import positive_int
+from colja.commands._args import add_document_options
 
 
 def cmd_update(args) -> int:
@@ -27,11 +27,6 @@ def cmd_update(args) -> int:
 def add_parser(sub) -> None:
     p = sub.add_parser("update", help="replace documents (same ids, new text and metadata) from a .jsonl / .csv file")
     p.add_argument("input", help="documents with their ids: .jsonl (text, _id/id, metadata fields) or .csv/.tsv")
-    p.add_argument("--index", required=True, help="index folder")
-    p.add_argument("--model", default=None, help="override the model recorded in the index")
-    p.add_argument("--text-field", default="text", help="the field holding the text (default text)")
-    p.add_argument("--id-field", default=None, help="default: the first of _id, id, doc_id, docid present")
-    p.add_argument("--title-field", default=None, help="prepend this field to the text (e.g. title)")
+    add_document_options(p)
     p.add_argument("--keep-metadata", action="store_true", help="keep each document's old metadata")
-    p.add_argument("--batch-size", type=positive_int, default=32, help="passages encoded per batch (default 32)")
     p.set_defaults(func=cmd_update)
