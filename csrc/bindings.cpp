@@ -194,6 +194,30 @@ std::tuple<at::Tensor, at::Tensor> filter_candidates(const at::Tensor& cst,
   return {out_pids, out_scores};
 }
 
+at::Tensor prune_candidates(const at::Tensor& cst, const at::Tensor& ivf,
+                            const at::Tensor& ivf_offsets, const at::Tensor& pids, int64_t n_docs,
+                            double threshold, int64_t ndocs) {
+  check_tensor(cst, "centroid_scores_t", at::kFloat, 2);
+  check_tensor(ivf, "ivf", at::kInt, 1);
+  check_tensor(ivf_offsets, "ivf_offsets", at::kLong, 1);
+  check_tensor(pids, "pids", at::kLong, 1);
+  const int64_t C = cst.size(0);
+  TORCH_CHECK(ivf_offsets.size(0) == C + 1, "ivf_offsets must have C + 1 = ", C + 1,
+              " entries, found ", ivf_offsets.size(0));
+  const int64_t* off = ivf_offsets.data_ptr<int64_t>();
+  TORCH_CHECK(C == 0 || (off[0] == 0 && off[C] == ivf.size(0)),
+              "ivf_offsets must start at 0 and end at len(ivf) = ", ivf.size(0));
+  TORCH_CHECK(ndocs >= 0, "ndocs must be >= 0, found ", ndocs);
+  TORCH_CHECK(n_docs >= 0, "n_docs must be >= 0, found ", n_docs);
+  at::Tensor out = at::empty({std::min(ndocs, pids.size(0))}, pids.options());
+  int64_t count = 0;
+  raise_status(colja::prune_candidates(cst.data_ptr<float>(), C, cst.size(1), ivf.data_ptr<int32_t>(),
+                                       off, n_docs, pids.data_ptr<int64_t>(), pids.size(0),
+                                       static_cast<float>(threshold), ndocs, out.data_ptr<int64_t>(),
+                                       &count));
+  return out.narrow(0, 0, count);
+}
+
 at::Tensor maxsim_packed(const at::Tensor& Q, const at::Tensor& cst, const at::Tensor& codes,
                          const at::Tensor& residuals, const at::Tensor& norms,
                          const at::Tensor& bucket_weights, int64_t nbits,
@@ -218,6 +242,61 @@ at::Tensor maxsim_packed(const at::Tensor& Q, const at::Tensor& cst, const at::T
       codes.size(0), bucket_weights.data_ptr<float>(), static_cast<int>(nbits), ps,
       lut_max_bytes, out.data_ptr<float>(), &used_lut));
   return out;
+}
+
+void check_packed(const at::Tensor& Q, const at::Tensor& cst, const at::Tensor& codes,
+                  const at::Tensor& residuals, const at::Tensor& norms,
+                  const at::Tensor& bucket_weights, int64_t nbits) {
+  check_tensor(Q, "Q", at::kFloat, 2);
+  check_cst(cst, codes, std::nullopt);
+  TORCH_CHECK(cst.size(1) == Q.size(0), "centroid_scores_t must have Lq = ", Q.size(0),
+              " columns, found ", cst.size(1));
+  check_codec(codes, residuals, bucket_weights, nbits, Q.size(1));
+  check_tensor(norms, "norms", at::kFloat, 1);
+  TORCH_CHECK(norms.size(0) == codes.size(0), "norms must have ", codes.size(0),
+              " entries, found ", norms.size(0));
+}
+
+std::tuple<at::Tensor, at::Tensor, bool> maxsim_packed_bounds(
+    const at::Tensor& Q, const at::Tensor& cst, const at::Tensor& codes, const at::Tensor& residuals,
+    const at::Tensor& norms, const at::Tensor& bucket_weights, int64_t nbits,
+    const at::Tensor& doc_offsets, const at::Tensor& pids) {
+  check_packed(Q, cst, codes, residuals, norms, bucket_weights, nbits);
+  check_passages(doc_offsets, pids);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  at::Tensor approx = at::zeros({ps.m}, Q.options());
+  at::Tensor bound = at::zeros({ps.m}, Q.options());
+  bool ok = false;
+  raise_status(colja::maxsim_packed_bounds(
+      Q.data_ptr<float>(), Q.size(0), Q.size(1), cst.data_ptr<float>(), cst.size(0),
+      codes.data_ptr<int32_t>(), residuals.data_ptr<uint8_t>(), norms.data_ptr<float>(),
+      codes.size(0), bucket_weights.data_ptr<float>(), static_cast<int>(nbits), ps,
+      approx.data_ptr<float>(), bound.data_ptr<float>(), &ok));
+  return {approx, bound, ok};
+}
+
+std::tuple<at::Tensor, at::Tensor, int64_t> maxsim_packed_topk(
+    const at::Tensor& Q, const at::Tensor& cst, const at::Tensor& codes, const at::Tensor& residuals,
+    const at::Tensor& norms, const at::Tensor& bucket_weights, int64_t nbits,
+    const at::Tensor& doc_offsets, const at::Tensor& pids, int64_t k, int64_t lut_max_bytes) {
+  check_packed(Q, cst, codes, residuals, norms, bucket_weights, nbits);
+  check_passages(doc_offsets, pids);
+  TORCH_CHECK(k >= 0, "k must be >= 0, found ", k);
+  const colja::Passages ps = passages(doc_offsets, pids);
+  const int64_t cap = std::min(k, ps.m);
+  at::Tensor scores = at::empty({cap}, Q.options());
+  at::Tensor out_pids = at::empty({cap}, pids.options());
+  int64_t count = 0, n_exact = 0;
+  raise_status(colja::maxsim_packed_topk(
+      Q.data_ptr<float>(), Q.size(0), Q.size(1), cst.data_ptr<float>(), cst.size(0),
+      codes.data_ptr<int32_t>(), residuals.data_ptr<uint8_t>(), norms.data_ptr<float>(),
+      codes.size(0), bucket_weights.data_ptr<float>(), static_cast<int>(nbits), ps, k,
+      lut_max_bytes, scores.data_ptr<float>(), out_pids.data_ptr<int64_t>(), &count, &n_exact));
+  if (count < cap) {
+    scores = scores.narrow(0, 0, count);
+    out_pids = out_pids.narrow(0, 0, count);
+  }
+  return {scores, out_pids, n_exact};
 }
 
 at::Tensor maxsim_dense(const at::Tensor& Q, const at::Tensor& D, const at::Tensor& doc_offsets,
@@ -260,6 +339,8 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "colja CPU kernels (see colja.kernels for the documented Python API)";
   using rel = py::call_guard<py::gil_scoped_release>;
   m.def("simd", []() { return std::string(colja::simd_name()); });
+  m.def("approx_path", [](int64_t nbits) { return std::string(colja::approx_path(static_cast<int>(nbits))); },
+        py::arg("nbits") = 2);
   m.def("decompress_residuals", &decompress_residuals, rel(), py::arg("codes"),
         py::arg("residuals"), py::arg("centroids"), py::arg("bucket_weights"), py::arg("nbits"));
   m.def("vector_norms", &vector_norms, rel(), py::arg("codes"), py::arg("residuals"),
@@ -271,9 +352,18 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("filter_candidates", &filter_candidates, rel(), py::arg("centroid_scores_t"),
         py::arg("codes"), py::arg("doc_offsets"), py::arg("pids"), py::arg("keep"),
         py::arg("ndocs"), py::arg("nfinal"));
+  m.def("prune_candidates", &prune_candidates, rel(), py::arg("centroid_scores_t"), py::arg("ivf"),
+        py::arg("ivf_offsets"), py::arg("pids"), py::arg("n_docs"), py::arg("threshold"), py::arg("ndocs"));
   m.def("maxsim_packed", &maxsim_packed, rel(), py::arg("Q"), py::arg("centroid_scores_t"),
         py::arg("codes"), py::arg("residuals"), py::arg("norms"), py::arg("bucket_weights"),
         py::arg("nbits"), py::arg("doc_offsets"), py::arg("pids"), py::arg("lut_max_bytes"));
+  m.def("maxsim_packed_bounds", &maxsim_packed_bounds, rel(), py::arg("Q"), py::arg("centroid_scores_t"),
+        py::arg("codes"), py::arg("residuals"), py::arg("norms"), py::arg("bucket_weights"),
+        py::arg("nbits"), py::arg("doc_offsets"), py::arg("pids"));
+  m.def("maxsim_packed_topk", &maxsim_packed_topk, rel(), py::arg("Q"), py::arg("centroid_scores_t"),
+        py::arg("codes"), py::arg("residuals"), py::arg("norms"), py::arg("bucket_weights"),
+        py::arg("nbits"), py::arg("doc_offsets"), py::arg("pids"), py::arg("k"),
+        py::arg("lut_max_bytes"));
   m.def("maxsim_dense", &maxsim_dense, rel(), py::arg("Q"), py::arg("D"), py::arg("doc_offsets"),
         py::arg("pids"));
   m.def("maxsim_decompress", &maxsim_decompress, rel(), py::arg("Q"), py::arg("codes"),

@@ -30,6 +30,9 @@ struct Status {
 // Which SIMD flavour this build uses: "avx512", "avx2" or "scalar".
 const char* simd_name();
 
+// The approximate scorer maxsim_packed_topk uses for nbits: "vnni" or "int8-nibble".
+const char* approx_path(int nbits);
+
 // Centroid storage: float32 or IEEE half (raw bits).
 struct Centroids {
   const void* data = nullptr;
@@ -68,6 +71,16 @@ Status filter_candidates(const float* cst, int64_t C, int64_t Lq,
                          const uint8_t* keep, int64_t ndocs, int64_t nfinal,
                          int64_t* out_pids, float* out_scores, int64_t* out_count);
 
+// PLAID stage 2 alone, read off the inverted file: keep = centroids scoring >=
+// threshold against some query vector; a candidate's lane maxima are taken over
+// the kept centroids whose IVF list holds it (= its tokens' kept centroids when
+// the IVF is the index's); the top ndocs of pids (sorted, unique) by the summed
+// maxima (score desc, pid asc), written to out_pids sorted ascending.
+Status prune_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* ivf,
+                        const int64_t* ivf_offsets, int64_t n_docs, const int64_t* pids,
+                        int64_t m, float threshold, int64_t ndocs, int64_t* out_pids,
+                        int64_t* out_count);
+
 // lut_max_bytes: LUT path when Lq_padded*P*256*4 <= lut_max_bytes, else the
 // decompress-then-dot path (both give the same numbers up to rounding).
 Status maxsim_packed(const float* Q, int64_t Lq, int64_t dim, const float* cst,
@@ -75,6 +88,26 @@ Status maxsim_packed(const float* Q, int64_t Lq, int64_t dim, const float* cst,
                      const float* norms, int64_t N, const float* bucket_weights,
                      int nbits, const Passages& ps, int64_t lut_max_bytes,
                      float* out, bool* used_lut);
+
+// Approximate MaxSim of ps from int16 tables with a proven error bound:
+// |approx[i] - maxsim_packed[i]| <= bound[i]. *ok is false (nothing written)
+// when the tables cannot represent this query.
+Status maxsim_packed_bounds(const float* Q, int64_t Lq, int64_t dim, const float* cst,
+                            int64_t C, const int32_t* codes, const uint8_t* residuals,
+                            const float* norms, int64_t N, const float* bucket_weights,
+                            int nbits, const Passages& ps, float* approx, float* bound,
+                            bool* ok);
+
+// The top min(k, m) of maxsim_packed over ps (score descending, ties to the
+// smaller pid): exactly top_k(maxsim_packed(...)), computed by scoring exactly
+// only the passages whose approximate upper bound reaches the k-th best lower
+// bound (*n_exact of them).
+Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* cst,
+                          int64_t C, const int32_t* codes, const uint8_t* residuals,
+                          const float* norms, int64_t N, const float* bucket_weights,
+                          int nbits, const Passages& ps, int64_t k, int64_t lut_max_bytes,
+                          float* out_scores, int64_t* out_pids, int64_t* out_count,
+                          int64_t* n_exact);
 
 Status maxsim_dense(const float* Q, int64_t Lq, int64_t dim, const void* D,
                     bool d_half, int64_t N, const Passages& ps, float* out);

@@ -22,6 +22,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <numeric>
 #include <vector>
 
 #if defined(__AVX2__) || defined(__AVX512F__) || defined(__SSE__)
@@ -158,6 +159,66 @@ inline void prefetch(const void*) {}
 #endif
 
 inline float half_to_float(uint16_t h) { return c10::detail::fp16_ieee_to_fp32_value(h); }
+
+// ---------------------------------------------------------------------------
+// int16 vectors (VI, 2*W lanes) for the approximate scorer: load, add and the
+// conversion of each half to a float vector.
+// ---------------------------------------------------------------------------
+constexpr int IW = 2 * W;
+#if defined(__AVX512F__) && defined(__AVX512BW__) && !defined(COLJA_DISABLE_AVX512)
+using VI = __m512i;
+inline VI vi_zero() { return _mm512_setzero_si512(); }
+inline VI vi_load(const int16_t* p) { return _mm512_loadu_si512(p); }
+inline VI vi_add(VI a, VI b) { return _mm512_add_epi16(a, b); }
+inline VI vi_load8(const int8_t* p) {  // IW int8, sign-extended
+  return _mm512_cvtepi8_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+}
+inline VF vi_lo(VI a) { return _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_castsi512_si256(a))); }
+inline VF vi_hi(VI a) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi16_epi32(_mm512_extracti64x4_epi64(a, 1)));
+}
+#elif (!defined(__AVX512F__) || defined(COLJA_DISABLE_AVX512)) && defined(__AVX2__) && \
+    defined(__FMA__)  // the AVX2 float path (W = 8)
+using VI = __m256i;
+inline VI vi_zero() { return _mm256_setzero_si256(); }
+inline VI vi_load(const int16_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+inline VI vi_add(VI a, VI b) { return _mm256_add_epi16(a, b); }
+inline VI vi_load8(const int8_t* p) {
+  return _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+}
+inline VF vi_lo(VI a) { return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_castsi256_si128(a))); }
+inline VF vi_hi(VI a) { return _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(_mm256_extracti128_si256(a, 1))); }
+#else
+struct VI {
+  int16_t v[IW];
+};
+inline VI vi_zero() {
+  VI r;
+  for (int i = 0; i < IW; ++i) r.v[i] = 0;
+  return r;
+}
+inline VI vi_load(const int16_t* p) {
+  VI r;
+  std::memcpy(r.v, p, sizeof(r.v));
+  return r;
+}
+inline VI vi_add(VI a, VI b) {  // wraps like the SIMD adds (the tables never overflow)
+  for (int i = 0; i < IW; ++i) a.v[i] = static_cast<int16_t>(static_cast<uint16_t>(a.v[i]) + static_cast<uint16_t>(b.v[i]));
+  return a;
+}
+inline VI vi_load8(const int8_t* p) {
+  VI r;
+  for (int i = 0; i < IW; ++i) r.v[i] = p[i];
+  return r;
+}
+inline VF vi_half(const VI& a, int o) {
+  alignas(64) float f[W];
+  for (int i = 0; i < W; ++i) f[i] = static_cast<float>(a.v[o + i]);
+  return vload(f);
+}
+inline VF vi_lo(VI a) { return vi_half(a, 0); }
+inline VF vi_hi(VI a) { return vi_half(a, W); }
+#endif
 
 // Sum of the first n lanes of v, in lane order.
 inline float hsum_n(VF v, int n) {
@@ -462,8 +523,94 @@ inline float ci_score(const float* cst, int64_t C, int64_t Lq, const int32_t* co
   return total;
 }
 
+// Pruned interaction (keep given): usually ~1 % of the centroids are kept, so
+// their rows are packed into a small table, and a token whose centroid is
+// pruned costs a bit test in a C/8-byte mask (L1 resident). Same numbers as
+// ci_score (a max is exact; lanes are summed in the same order).
+struct KeptRows {
+  std::vector<uint64_t> bits;  // bit c: centroid c kept
+  std::vector<int32_t> slot;   // row of centroid c in rows (kept ones only)
+  std::vector<float> rows;     // [n_kept, Lqp], padded with kMissing
+  int64_t Lqp = 0;
+};
+
+KeptRows kept_rows(const float* cst, int64_t C, int64_t Lq, const uint8_t* keep) {
+  KeptRows kr;
+  kr.Lqp = round_up(std::max<int64_t>(Lq, 1), W);
+  kr.bits.assign(static_cast<size_t>((C + 63) / 64), 0);
+  kr.slot.assign(static_cast<size_t>(C), 0);
+  int32_t n = 0;
+  for (int64_t c = 0; c < C; ++c)
+    if (keep[c]) {
+      kr.bits[c >> 6] |= uint64_t{1} << (c & 63);
+      kr.slot[c] = n++;
+      kr.rows.resize(static_cast<size_t>(n) * kr.Lqp, kMissing);
+      std::copy(cst + c * Lq, cst + (c + 1) * Lq, kr.rows.end() - kr.Lqp);
+    }
+  return kr;
+}
+
+// NV: vectors per row when Lqp <= 4*W (the maxima stay in registers), else 0.
+template <int NV>
+float ci_pruned_one(const KeptRows& kr, int64_t C, int64_t Lq, const int32_t* codes, int64_t b,
+                    int64_t e, float* mxbuf, ErrorSlot& err) {
+  const uint64_t* bits = kr.bits.data();
+  const int32_t* slot = kr.slot.data();
+  const float* rows = kr.rows.data();
+  const int64_t Lqp = kr.Lqp;
+  VF mx[NV > 0 ? NV : 1];
+  if (NV > 0) {
+    for (int v = 0; v < NV; ++v) mx[v] = vset1(kMissing);
+  } else {
+    std::fill(mxbuf, mxbuf + Lqp, kMissing);
+  }
+  for (int64_t t = b; t < e; ++t) {
+    const int32_t c = codes[t];
+    if (c < 0 || c >= C) {
+      err.record(StatusCode::kCodeOutOfRange, t, c);
+      continue;
+    }
+    if (!((bits[c >> 6] >> (c & 63)) & 1)) continue;
+    const float* row = rows + static_cast<int64_t>(slot[c]) * Lqp;
+    if (NV > 0) {
+      for (int v = 0; v < NV; ++v) mx[v] = vmax(mx[v], vload(row + v * W));
+    } else {
+      for (int64_t k = 0; k < Lqp; k += W) vstore(mxbuf + k, vmax(vload(mxbuf + k), vload(row + k)));
+    }
+  }
+  if (NV > 0)
+    for (int v = 0; v < NV; ++v) vstore(mxbuf + v * W, mx[v]);
+  float total = 0.f;  // summed per kCiChunk lanes, as ci_score does
+  for (int64_t kb = 0; kb < Lq; kb += kCiChunk) total += sum_first(mxbuf + kb, std::min<int64_t>(kCiChunk, Lq - kb));
+  return total;
+}
+
+void ci_pruned_many(const float* cst, int64_t C, int64_t Lq, const int32_t* codes, int64_t N,
+                    const Passages& ps, const uint8_t* keep, float* out, ErrorSlot& err) {
+  const KeptRows kr = kept_rows(cst, C, Lq, keep);
+  const int nv = static_cast<int>(kr.Lqp / W);
+  using Fn = float (*)(const KeptRows&, int64_t, int64_t, const int32_t*, int64_t, int64_t, float*, ErrorSlot&);
+  const Fn fn = nv == 1 ? ci_pruned_one<1> : nv == 2 ? ci_pruned_one<2> : nv == 3 ? ci_pruned_one<3>
+              : nv == 4 ? ci_pruned_one<4> : ci_pruned_one<0>;
+  at::parallel_for(0, ps.m, 16, [&](int64_t lo, int64_t hi) {
+    std::vector<float> mx(static_cast<size_t>(kr.Lqp));
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t b = 0, e = 0, pid = 0;
+      if (!passage_range(ps, i, N, &b, &e, &pid, err)) {
+        out[i] = 0.f;
+        continue;
+      }
+      out[i] = fn(kr, C, Lq, codes, b, e, mx.data(), err);
+    }
+  });
+}
+
 void ci_many(const float* cst, int64_t C, int64_t Lq, const int32_t* codes, int64_t N,
              const Passages& ps, const uint8_t* keep, float* out, ErrorSlot& err) {
+  if (keep) {
+    ci_pruned_many(cst, C, Lq, codes, N, ps, keep, out, err);
+    return;
+  }
   at::parallel_for(0, ps.m, 16, [&](int64_t lo, int64_t hi) {
     for (int64_t i = lo; i < hi; ++i) {
       int64_t b = 0, e = 0, pid = 0;
@@ -486,38 +633,50 @@ constexpr int kLutChunk = 32;
 constexpr size_t kKeepScratchFloats = (size_t{2} << 20) / sizeof(float);
 constexpr int kLutMaxNV = kLutChunk / W;
 
+// Nibble tables of the residual part of one packed byte position: for nibble
+// value u and query lane k, out[u*Lqp + k] (u < 16: the high nibble's dims) and
+// out[(16 + u)*Lqp + k] (the low nibble's dims) = sum over the nibble's dims d
+// of Q[k, dim d] * bucket_weights[bucket of d]. Byte v scores
+// out[v >> 4] + out[16 + (v & 15)].
+struct NibbleWeights {
+  int G = 0, Gh = 0;
+  float wh[16 * 8], wl[16 * 8];  // wh[u*G + d] for d < Gh, wl[u*G + d] for d >= Gh
+  NibbleWeights(const float* bw, int nbits) : G(8 / nbits), Gh(4 / nbits) {
+    for (int u = 0; u < 16; ++u)
+      for (int d = 0; d < G; ++d) {
+        wh[u * G + d] = d < Gh ? bw[bucket_of(u << 4, d, nbits)] : 0.f;
+        wl[u * G + d] = d >= Gh ? bw[bucket_of(u, d, nbits)] : 0.f;
+      }
+  }
+  // q: the rows of Qt (queries transposed, zero padded: Qt[j*Lqp + k]) of the byte's G dims.
+  void tables(const float* q, int64_t Lqp, float* out) const {
+    for (int u = 0; u < 16; ++u) {
+      float* h = out + u * Lqp;
+      float* l = out + (16 + u) * Lqp;
+      for (int64_t k = 0; k < Lqp; k += W) {
+        VF sh = vzero(), sl = vzero();
+        for (int d = 0; d < Gh; ++d) sh = vfma(vset1(wh[u * G + d]), vload(q + d * Lqp + k), sh);
+        for (int d = Gh; d < G; ++d) sl = vfma(vset1(wl[u * G + d]), vload(q + d * Lqp + k), sl);
+        vstore(h + k, sh);
+        vstore(l + k, sl);
+      }
+    }
+  }
+};
+
 // Qt: queries transposed and zero padded, Qt[j*Lqp + k].
 void build_lut(const float* Qt, int64_t dim, const float* bw, int nbits, int64_t P, int64_t Lqp,
                float* lut) {
   (void)dim;
-  const int G = 8 / nbits;
-  const int Gh = G / 2;  // dims in the high nibble (bits 7..4)
-  // nibble weight tables: wh[u*G + d] for d < Gh, wl[u*G + d] for d >= Gh
-  float wh[16 * 8], wl[16 * 8];
-  for (int u = 0; u < 16; ++u)
-    for (int d = 0; d < G; ++d) {
-      wh[u * G + d] = d < Gh ? bw[bucket_of(u << 4, d, nbits)] : 0.f;
-      wl[u * G + d] = d >= Gh ? bw[bucket_of(u, d, nbits)] : 0.f;
-    }
+  const NibbleWeights nw(bw, nbits);
   at::parallel_for(0, P, 4, [&](int64_t lo, int64_t hi) {
-    std::vector<float> H(16 * Lqp), L(16 * Lqp);
+    std::vector<float> HL(32 * Lqp);
     for (int64_t p = lo; p < hi; ++p) {
-      const float* q = Qt + p * G * Lqp;  // rows of the G dims of byte p
-      for (int u = 0; u < 16; ++u) {
-        float* h = H.data() + u * Lqp;
-        float* l = L.data() + u * Lqp;
-        for (int64_t k = 0; k < Lqp; k += W) {
-          VF sh = vzero(), sl = vzero();
-          for (int d = 0; d < Gh; ++d) sh = vfma(vset1(wh[u * G + d]), vload(q + d * Lqp + k), sh);
-          for (int d = Gh; d < G; ++d) sl = vfma(vset1(wl[u * G + d]), vload(q + d * Lqp + k), sl);
-          vstore(h + k, sh);
-          vstore(l + k, sl);
-        }
-      }
+      nw.tables(Qt + p * nw.G * Lqp, Lqp, HL.data());
       float* lp = lut + p * 256 * Lqp;
       for (int v = 0; v < 256; ++v) {
-        const float* h = H.data() + (v >> 4) * Lqp;
-        const float* l = L.data() + (v & 15) * Lqp;
+        const float* h = HL.data() + (v >> 4) * Lqp;
+        const float* l = HL.data() + (16 + (v & 15)) * Lqp;
         float* row = lp + v * Lqp;
         for (int64_t k = 0; k < Lqp; k += W) vstore(row + k, vadd(vload(h + k), vload(l + k)));
       }
@@ -605,9 +764,498 @@ LutFn lut_fn(int nv) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Approximate MaxSim with a proven error bound (maxsim_packed_topk).
+//
+// The residual part q.r of a token is summed from int8 nibble tables (per packed
+// byte position: 16 rows for the high nibble's dims, 16 for the low nibble's, of
+// 32 query lanes each: 32 KB for Lq = 32, so they stay in L1), widened to int16
+// (64 entries of |x| <= 127 cannot overflow). Lane k's entries share one scale
+// s_k and are each off by at most s_k/2, so a token's score in lane k is off by
+// at most P*s_k/norm and a passage's MaxSim by at most sum_k P*s_k * max_t
+// 1/norm_t (a max over tokens moves by no more than its arguments); the float
+// rounding of both paths is added on top.
+// ---------------------------------------------------------------------------
+constexpr int kApproxLanes = 32;                // query lanes per pass over a passage
+constexpr int kApproxNV = kApproxLanes / IW;    // int16 vectors per pass: 1 (AVX-512) or 2
+
+struct ApproxTables {
+  std::vector<int8_t> T;      // lane chunk c, byte p, nibble row u: T[((c*P + p)*32 + u)*32 + k % 32]
+  std::vector<float> scale;   // [Lqp], 0 beyond Lq
+  int64_t Lqp = 0;
+  double err = 0;             // bound of sum_k |approx_k - exact_k| for 1/norm = 1
+  bool ok = false;            // false: the tables cannot represent this query
+};
+
+float abs_max(const float* x, int64_t n) {
+  VF m = vzero(), z = vzero();
+  const VF neg = vset1(-1.f), zero = vzero();
+  int64_t i = 0;
+  for (; i + W <= n; i += W) {
+    const VF v = vload(x + i);
+    m = vmax(m, vmax(v, vmul(v, neg)));
+    z = vadd(z, vmul(v, zero));
+  }
+  alignas(64) float buf[W];
+  vstore(buf, m);
+  float r = 0.f;
+  for (int j = 0; j < W; ++j) r = std::max(r, buf[j]);
+  for (; i < n; ++i) {
+    if (std::isnan(x[i])) return x[i];
+    r = std::max(r, std::fabs(x[i]));
+  }
+  vstore(buf, z);
+  for (int j = 0; j < W; ++j) r += buf[j];  // NaN or inf anywhere: z says so (vmax would drop NaN)
+  return r;
+}
+
+ApproxTables build_approx_tables(const float* Q, int64_t Lq, int64_t dim, const float* bw,
+                                 int nbits, const float* cst, int64_t C) {
+  ApproxTables tab;
+  const int64_t P = dim * nbits / 8;
+  if (2 * P * 127 > 32767) return tab;  // int16 sums of 2P entries must not overflow
+  tab.Lqp = round_up(std::max<int64_t>(Lq, 1), kApproxLanes);
+  const int64_t Lqp = tab.Lqp;
+  const std::vector<float> Qt = transpose_queries(Q, Lq, dim, Lqp);
+  const NibbleWeights nw(bw, nbits);
+  std::vector<float> HL(static_cast<size_t>(P * 32 * Lqp));
+  std::vector<float> mx(static_cast<size_t>(Lqp), 0.f);
+  for (int64_t p = 0; p < P; ++p) {
+    float* hl = HL.data() + p * 32 * Lqp;
+    nw.tables(Qt.data() + p * nw.G * Lqp, Lqp, hl);
+    for (int u = 0; u < 32; ++u)
+      for (int64_t k = 0; k < Lq; ++k) mx[k] = std::max(mx[k], std::fabs(hl[u * Lqp + k]));
+  }
+  // the largest centroid score magnitude, for the float-rounding part of the bound
+  const float cmax = abs_max(cst, C * Lq);
+  if (!std::isfinite(cmax)) return tab;
+  tab.scale.assign(static_cast<size_t>(Lqp), 0.f);
+  std::vector<float> inv(static_cast<size_t>(Lqp), 0.f);
+  double err = 0.0, mag = 0.0;
+  for (int64_t k = 0; k < Lq; ++k) {
+    if (!std::isfinite(mx[k])) return tab;
+    const float sk = mx[k] > 0 ? mx[k] / 127.f : 1.f;
+    tab.scale[k] = sk;
+    inv[k] = 1.f / sk;
+    err += 1.01 * static_cast<double>(P) * sk;
+    mag += cmax + 2.0 * static_cast<double>(P) * mx[k];
+  }
+  // float rounding: each path sums <= P + 8 terms per lane and Lq lanes per passage
+  err += 2.4e-7 * (static_cast<double>(P) + 8.0 + static_cast<double>(Lq)) * mag + 1e-6;
+  tab.err = err;
+  tab.T.assign(static_cast<size_t>(P * 32 * Lqp), 0);
+  for (int64_t row = 0; row < P * 32; ++row)
+    for (int64_t k = 0; k < Lq; ++k) {
+      const long q = std::lrintf(HL[row * Lqp + k] * inv[k]);
+      tab.T[((k / kApproxLanes * P * 32) + row) * kApproxLanes + k % kApproxLanes] =
+          static_cast<int8_t>(std::max(-127L, std::min(127L, q)));
+    }
+  tab.ok = true;
+  return tab;
+}
+
+// T: the lane chunk's tables (rows of kApproxLanes int8). PT: P known at compile time
+// (16, 32, 64: dim 128 at 1, 2, 4 bits; the lookups unroll), or 0.
+template <int NVI, int PT>
+float approx_chunk(const int8_t* T, int64_t P_, const float* cst_kb, int64_t C,
+                   int64_t Lq, int nvalid, const float* scale_kb, const int32_t* codes,
+                   const uint8_t* residuals, const float* norms, int64_t b, int64_t e,
+                   float* maxinv, ErrorSlot& err) {
+  constexpr int NF = 2 * NVI;
+  constexpr int64_t R = kApproxLanes;  // row stride
+  constexpr int64_t PS = 32 * R;       // byte position stride
+  const int64_t P = PT > 0 ? PT : P_;
+  VF mx[NF], sc[NF];
+  int cnt[NF];
+  for (int j = 0; j < NF; ++j) {
+    cnt[j] = std::max(0, std::min(W, nvalid - j * W));
+    sc[j] = vload(scale_kb + j * W);
+    mx[j] = vset1(-std::numeric_limits<float>::infinity());
+  }
+  float mi = 0.f;
+  for (int64_t t = b; t < e; ++t) {
+#if !defined(COLJA_NO_PREFETCH)
+    if (t + kPrefetch < e) {  // the centroid score rows are gathered from a table the size of L2
+      const int32_t c2 = codes[t + kPrefetch];
+      if (c2 >= 0 && c2 < C) {
+        const float* r2 = cst_kb + static_cast<int64_t>(c2) * Lq;
+        prefetch(r2);
+        if (nvalid > 16) prefetch(r2 + 16);
+      }
+    }
+#endif
+    const int32_t c = codes[t];
+    if (c < 0 || c >= C) {
+      err.record(StatusCode::kCodeOutOfRange, t, c);
+      continue;
+    }
+    const uint8_t* r = residuals + t * P;
+    VI a[4][NVI];
+    for (int s = 0; s < 4; ++s)
+      for (int v = 0; v < NVI; ++v) a[s][v] = vi_zero();
+    const int8_t* tp = T;
+    int64_t p = 0;
+#pragma GCC unroll 32
+    for (; p + 2 <= P; p += 2, tp += 2 * PS) {
+      const unsigned v0 = r[p], v1 = r[p + 1];
+      const int8_t* h0 = tp + (v0 >> 4) * R;
+      const int8_t* l0 = tp + (16 + (v0 & 15)) * R;
+      const int8_t* h1 = tp + PS + (v1 >> 4) * R;
+      const int8_t* l1 = tp + PS + (16 + (v1 & 15)) * R;
+      for (int v = 0; v < NVI; ++v) {
+        a[0][v] = vi_add(a[0][v], vi_load8(h0 + v * IW));
+        a[1][v] = vi_add(a[1][v], vi_load8(l0 + v * IW));
+        a[2][v] = vi_add(a[2][v], vi_load8(h1 + v * IW));
+        a[3][v] = vi_add(a[3][v], vi_load8(l1 + v * IW));
+      }
+    }
+    if (p < P) {
+      const unsigned v0 = r[p];
+      for (int v = 0; v < NVI; ++v) {
+        a[0][v] = vi_add(a[0][v], vi_load8(tp + (v0 >> 4) * R + v * IW));
+        a[1][v] = vi_add(a[1][v], vi_load8(tp + (16 + (v0 & 15)) * R + v * IW));
+      }
+    }
+    const float inv = 1.f / std::max(norms[t], kNormEps);
+    mi = std::max(mi, inv);
+    const VF vinv = vset1(inv);
+    const float* crow = cst_kb + static_cast<int64_t>(c) * Lq;
+    for (int v = 0; v < NVI; ++v) {
+      const VI sum = vi_add(vi_add(a[0][v], a[1][v]), vi_add(a[2][v], a[3][v]));
+      const int j0 = 2 * v, j1 = 2 * v + 1;
+      const VF c0 = cnt[j0] == W ? vload(crow + j0 * W) : vload_n(crow + j0 * W, cnt[j0]);
+      const VF c1 = cnt[j1] == W ? vload(crow + j1 * W) : vload_n(crow + j1 * W, cnt[j1]);
+      mx[j0] = vmax(mx[j0], vmul(vfma(vi_lo(sum), sc[j0], c0), vinv));
+      mx[j1] = vmax(mx[j1], vmul(vfma(vi_hi(sum), sc[j1], c1), vinv));
+    }
+  }
+  *maxinv = std::max(*maxinv, mi);
+  alignas(64) float buf[NF * W];
+  for (int j = 0; j < NF; ++j) vstore(buf + j * W, mx[j]);
+  return sum_first(buf, nvalid);
+}
+
+#if defined(__AVX512VNNI__) && defined(__AVX512BW__) && !defined(COLJA_DISABLE_AVX512) && \
+    !defined(COLJA_DISABLE_VNNI)
+#define COLJA_APPROX_VNNI 1
+// ---------------------------------------------------------------------------
+// The same approximation with AVX512-VNNI (nbits = 2): a token's 4 dims per byte
+// become 4 unsigned levels (bucket weight w = c0 + beta*(level - 128) + e,
+// |e| <= e_max) and the query int8 (q = sigma_k*Qq + d, |d| <= sigma_k/2), so
+// q.r = c0*sum_d q + beta*sigma_k*(sum_d level*Qq - 128*sum_d Qq) + error with
+// |error| <= e_max*|q_k|_1 + beta*127*sigma_k/2*dim: one vpdpbusd scores 4 dims
+// of 16 query lanes.
+// ---------------------------------------------------------------------------
+struct VnniTables {
+  std::vector<int8_t> Qq;      // chunk c, byte p, half h: Qq[((c*P + p)*2 + h)*64 + lane*4 + j]
+  int32_t levels[256];         // byte value -> 4 unsigned levels, dim order
+  std::vector<float> A, B;     // per lane: score = (A + cst + B*dot) / norm
+  double err = 0;
+  int64_t Lqp = 0;
+  bool ok = false;
+};
+
+VnniTables build_vnni_tables(const float* Q, int64_t Lq, int64_t dim, const float* bw,
+                             const float* cst, int64_t C) {
+  VnniTables vt;
+  const int nbits = 2;
+  const int64_t P = dim * nbits / 8;
+  vt.Lqp = round_up(std::max<int64_t>(Lq, 1), kApproxLanes);
+  const int64_t Lqp = vt.Lqp;
+  float wmin = bw[0], wmax = bw[0];
+  for (int b = 1; b < 4; ++b) {
+    wmin = std::min(wmin, bw[b]);
+    wmax = std::max(wmax, bw[b]);
+  }
+  if (!std::isfinite(wmin) || !std::isfinite(wmax)) return vt;
+  const double c0 = 0.5 * (static_cast<double>(wmin) + wmax);
+  const double beta = wmax > wmin ? (static_cast<double>(wmax) - wmin) / 254.0 : 1.0;
+  int lev[4];
+  double emax = 0.0;
+  for (int b = 0; b < 4; ++b) {
+    lev[b] = static_cast<int>(std::lround((bw[b] - c0) / beta));
+    lev[b] = std::max(-127, std::min(127, lev[b]));
+    emax = std::max(emax, std::fabs(bw[b] - (c0 + beta * lev[b])));
+  }
+  for (int v = 0; v < 256; ++v) {
+    uint32_t word = 0;
+    for (int d = 0; d < 4; ++d)
+      word |= static_cast<uint32_t>(lev[bucket_of(v, d, nbits)] + 128) << (8 * d);
+    vt.levels[v] = static_cast<int32_t>(word);
+  }
+  const float cmax = abs_max(cst, C * Lq);
+  if (!std::isfinite(cmax)) return vt;
+  vt.Qq.assign(static_cast<size_t>(P * 2 * 64 * (Lqp / kApproxLanes)), 0);
+  vt.A.assign(static_cast<size_t>(Lqp), 0.f);
+  vt.B.assign(static_cast<size_t>(Lqp), 0.f);
+  double err = 0.0, mag = 0.0;
+  for (int64_t k = 0; k < Lq; ++k) {
+    const float* q = Q + k * dim;
+    double l1 = 0.0, sum = 0.0;
+    float qmax = 0.f;
+    for (int64_t d = 0; d < dim; ++d) {
+      if (!std::isfinite(q[d])) return vt;
+      l1 += std::fabs(q[d]);
+      sum += q[d];
+      qmax = std::max(qmax, std::fabs(q[d]));
+    }
+    const double sigma = qmax > 0 ? qmax / 127.0 : 1.0;
+    int64_t qsum = 0;
+    const int64_t c = k / kApproxLanes, lane = k % kApproxLanes, h = lane / 16, l16 = lane % 16;
+    for (int64_t d = 0; d < dim; ++d) {
+      const int qq = std::max(-127, std::min(127, static_cast<int>(std::lround(q[d] / sigma))));
+      qsum += qq;
+      vt.Qq[((c * P + d / 4) * 2 + h) * 64 + l16 * 4 + d % 4] = static_cast<int8_t>(qq);
+    }
+    vt.B[k] = static_cast<float>(beta * sigma);
+    vt.A[k] = static_cast<float>(c0 * sum - 128.0 * beta * sigma * static_cast<double>(qsum));
+    err += emax * l1 + beta * 127.0 * sigma / 2.0 * static_cast<double>(dim);
+    mag += cmax + std::fabs(c0) * l1 + std::fabs(vt.A[k]) + beta * sigma * 255.0 * 127.0 * static_cast<double>(dim);
+  }
+  // float rounding of both paths (exact: <= P + 8 terms per lane; here: int32 -> float and 3 ops)
+  err += 2.4e-7 * (static_cast<double>(P) + 8.0 + static_cast<double>(Lq)) * mag + 1e-6;
+  vt.err = err;
+  vt.ok = true;
+  return vt;
+}
+
+constexpr int kVnniPrefetch = 16;  // tokens ahead: the centroid score rows come from L2/L3
+
+// NH: 16-lane halves in this chunk (1 or 2). Two tokens per step share the query loads.
+// One token's scores in the (up to) two 16-lane halves, folded into the running maxima.
+template <int NH>
+__attribute__((always_inline)) inline void vnni_finish(__m512& mx0, __m512& mx1, __m512i d0,
+                                                       __m512i d1, const float* crow, float inv,
+                                                       __m512 va0, __m512 va1, __m512 vb0,
+                                                       __m512 vb1, __mmask16 m0, __mmask16 m1) {
+  const __m512 vinv = _mm512_set1_ps(inv);
+  const __m512 c0 = _mm512_add_ps(va0, _mm512_maskz_loadu_ps(m0, crow));
+  mx0 = _mm512_max_ps(mx0, _mm512_mul_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(d0), vb0, c0), vinv));
+  if (NH > 1) {
+    const __m512 c1 = _mm512_add_ps(va1, _mm512_maskz_loadu_ps(m1, crow + 16));
+    mx1 = _mm512_max_ps(mx1, _mm512_mul_ps(_mm512_fmadd_ps(_mm512_cvtepi32_ps(d1), vb1, c1), vinv));
+  }
+}
+
+// NH: 16-lane halves in this chunk (1 or 2). Two tokens per step share the query loads.
+// inv[t - b]: 1 / norm of token t.
+template <int NH>
+float vnni_chunk(const VnniTables& vt, const int8_t* Qc, int64_t P, const float* cst_kb,
+                 int64_t C, int64_t Lq, int nvalid, const float* A_kb, const float* B_kb,
+                 const int32_t* codes, const uint8_t* residuals, const float* inv, int64_t b,
+                 int64_t e, ErrorSlot& err) {
+  const int n0 = std::min(16, nvalid), n1 = std::max(0, std::min(16, nvalid - 16));
+  const __mmask16 m0 = static_cast<__mmask16>((1u << n0) - 1u);
+  const __mmask16 m1 = static_cast<__mmask16>((1u << n1) - 1u);
+  const __m512 va0 = _mm512_maskz_loadu_ps(m0, A_kb), va1 = _mm512_maskz_loadu_ps(m1, A_kb + 16);
+  const __m512 vb0 = _mm512_maskz_loadu_ps(m0, B_kb), vb1 = _mm512_maskz_loadu_ps(m1, B_kb + 16);
+  __m512 mx0 = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), mx1 = mx0;
+  const int32_t* lv = vt.levels;
+  auto valid = [&](int64_t t) {
+    const int32_t c = codes[t];
+    if (c < 0 || c >= C) {
+      err.record(StatusCode::kCodeOutOfRange, t, c);
+      return false;
+    }
+    return true;
+  };
+  auto crow = [&](int64_t t) { return cst_kb + static_cast<int64_t>(codes[t]) * Lq; };
+  int64_t t = b;
+  for (; t + 2 <= e; t += 2) {
+    if (t + kVnniPrefetch + 1 < e) {
+      for (int u = 0; u < 2; ++u) {
+        const int32_t c2 = codes[t + kVnniPrefetch + u];
+        if (c2 >= 0 && c2 < C) {
+          const float* r2 = cst_kb + static_cast<int64_t>(c2) * Lq;
+          prefetch(r2);
+          if (NH > 1) prefetch(r2 + 16);
+        }
+      }
+    }
+    if (t + 16 < e) prefetch(residuals + (t + 16) * P);  // 2 tokens per line ahead of the streamer
+    const bool ok0 = valid(t), ok1 = valid(t + 1);
+    const uint8_t* r0 = residuals + t * P;
+    const uint8_t* r1 = r0 + P;
+    __m512i a00[NH], a01[NH], a10[NH], a11[NH];  // token 0/1, byte parity 0/1
+    for (int h = 0; h < NH; ++h) a00[h] = a01[h] = a10[h] = a11[h] = _mm512_setzero_si512();
+    const int8_t* qp = Qc;
+    int64_t p = 0;
+#pragma GCC unroll 16
+    for (; p + 2 <= P; p += 2, qp += 256) {
+      const __m512i l0 = _mm512_set1_epi32(lv[r0[p]]), l1 = _mm512_set1_epi32(lv[r1[p]]);
+      const __m512i m0 = _mm512_set1_epi32(lv[r0[p + 1]]), m1 = _mm512_set1_epi32(lv[r1[p + 1]]);
+      for (int h = 0; h < NH; ++h) {
+        const __m512i q = _mm512_loadu_si512(qp + h * 64);
+        const __m512i q2 = _mm512_loadu_si512(qp + 128 + h * 64);
+        a00[h] = _mm512_dpbusd_epi32(a00[h], l0, q);
+        a10[h] = _mm512_dpbusd_epi32(a10[h], l1, q);
+        a01[h] = _mm512_dpbusd_epi32(a01[h], m0, q2);
+        a11[h] = _mm512_dpbusd_epi32(a11[h], m1, q2);
+      }
+    }
+    if (p < P) {
+      const __m512i l0 = _mm512_set1_epi32(lv[r0[p]]), l1 = _mm512_set1_epi32(lv[r1[p]]);
+      for (int h = 0; h < NH; ++h) {
+        const __m512i q = _mm512_loadu_si512(qp + h * 64);
+        a00[h] = _mm512_dpbusd_epi32(a00[h], l0, q);
+        a10[h] = _mm512_dpbusd_epi32(a10[h], l1, q);
+      }
+    }
+    if (ok0)
+      vnni_finish<NH>(mx0, mx1, _mm512_add_epi32(a00[0], a01[0]),
+                      _mm512_add_epi32(a00[NH - 1], a01[NH - 1]), crow(t), inv[t - b], va0, va1,
+                      vb0, vb1, m0, m1);
+    if (ok1)
+      vnni_finish<NH>(mx0, mx1, _mm512_add_epi32(a10[0], a11[0]),
+                      _mm512_add_epi32(a10[NH - 1], a11[NH - 1]), crow(t + 1), inv[t + 1 - b],
+                      va0, va1, vb0, vb1, m0, m1);
+  }
+  if (t < e && valid(t)) {
+    const uint8_t* r0 = residuals + t * P;
+    __m512i a[NH];
+    for (int h = 0; h < NH; ++h) a[h] = _mm512_setzero_si512();
+    const int8_t* qp = Qc;
+    for (int64_t p = 0; p < P; ++p, qp += 128) {
+      const __m512i l0 = _mm512_set1_epi32(lv[r0[p]]);
+      for (int h = 0; h < NH; ++h) a[h] = _mm512_dpbusd_epi32(a[h], l0, _mm512_loadu_si512(qp + h * 64));
+    }
+    vnni_finish<NH>(mx0, mx1, a[0], a[NH - 1], crow(t), inv[t - b], va0, va1, vb0, vb1, m0, m1);
+  }
+  alignas(64) float buf[32];
+  _mm512_store_ps(buf, mx0);
+  _mm512_store_ps(buf + 16, mx1);
+  return sum_first(buf, nvalid);
+}
+
+void vnni_many(const VnniTables& vt, int64_t P, const float* cst, int64_t C, int64_t Lq,
+               const int32_t* codes, const uint8_t* residuals, const float* norms, int64_t N,
+               const Passages& ps, float* approx, float* bound, ErrorSlot& err) {
+  at::parallel_for(0, ps.m, 8, [&](int64_t lo, int64_t hi) {
+    std::vector<float> inv;
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t b = 0, e = 0, pid = 0;
+      if (!passage_range(ps, i, N, &b, &e, &pid, err) || b == e) {
+        approx[i] = 0.f;
+        bound[i] = 0.f;
+        continue;
+      }
+      if (i + 1 < hi) {  // the next passage's first lines, while this one is scored
+        const int64_t nxt = ps.pids ? ps.pids[i + 1] : i + 1;
+        if (nxt >= 0 && nxt < ps.n_docs) {
+          const int64_t nb = ps.offsets[nxt];
+          if (nb >= 0 && nb < N) {
+            const uint8_t* rr = residuals + nb * P;
+            for (int64_t x = 0; x < 16 * P; x += 64) prefetch(rr + x);
+            prefetch(codes + nb);
+            prefetch(norms + nb);
+          }
+        }
+      }
+      // 1/norm of every token, 16 at a time, and their largest (the bound's factor)
+      inv.resize(static_cast<size_t>(e - b));
+      const __m512 eps = _mm512_set1_ps(kNormEps), one = _mm512_set1_ps(1.f);
+      __m512 vmi = _mm512_setzero_ps();
+      for (int64_t x = 0; x < e - b; x += 16) {
+        const __mmask16 mk = static_cast<__mmask16>(e - b - x >= 16 ? 0xFFFFu : (1u << (e - b - x)) - 1u);
+        const __m512 v = _mm512_div_ps(one, _mm512_max_ps(_mm512_maskz_loadu_ps(mk, norms + b + x), eps));
+        _mm512_mask_storeu_ps(inv.data() + x, mk, v);
+        vmi = _mm512_mask_max_ps(vmi, mk, vmi, v);
+      }
+      const float mi = _mm512_reduce_max_ps(vmi);
+      float total = 0.f;
+      for (int64_t kb = 0; kb < Lq; kb += kApproxLanes) {
+        const int nvalid = static_cast<int>(std::min<int64_t>(kApproxLanes, Lq - kb));
+        const int8_t* Qc = vt.Qq.data() + (kb / kApproxLanes) * P * 128;
+        total += nvalid > 16
+                     ? vnni_chunk<2>(vt, Qc, P, cst + kb, C, Lq, nvalid, vt.A.data() + kb,
+                                     vt.B.data() + kb, codes, residuals, inv.data(), b, e, err)
+                     : vnni_chunk<1>(vt, Qc, P, cst + kb, C, Lq, nvalid, vt.A.data() + kb,
+                                     vt.B.data() + kb, codes, residuals, inv.data(), b, e, err);
+      }
+      approx[i] = total;
+      bound[i] = static_cast<float>(static_cast<double>(mi) * vt.err * 1.0001 + 1e-6);
+    }
+  });
+}
+#endif
+
+using ApproxFn = float (*)(const int8_t*, int64_t, const float*, int64_t, int64_t, int,
+                           const float*, const int32_t*, const uint8_t*, const float*, int64_t,
+                           int64_t, float*, ErrorSlot&);
+
+template <int PT>
+ApproxFn approx_fn_p(int nvi) {
+  return nvi <= 1 ? approx_chunk<1, PT> : approx_chunk<(2 <= kApproxNV ? 2 : 1), PT>;
+}
+
+ApproxFn approx_fn(int nvi, int64_t P) {
+  switch (P) {
+    case 16: return approx_fn_p<16>(nvi);
+    case 32: return approx_fn_p<32>(nvi);
+    case 64: return approx_fn_p<64>(nvi);
+    default: return approx_fn_p<0>(nvi);
+  }
+}
+
+// approx[i] and bound[i] of passage ps[i]: |approx - maxsim_packed| <= bound.
+void nibble_many(const ApproxTables& tab, int64_t P, const float* cst, int64_t C, int64_t Lq,
+                 const int32_t* codes, const uint8_t* residuals, const float* norms, int64_t N,
+                 const Passages& ps, float* approx, float* bound, ErrorSlot& err) {
+  at::parallel_for(0, ps.m, 8, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t b = 0, e = 0, pid = 0;
+      if (!passage_range(ps, i, N, &b, &e, &pid, err) || b == e) {
+        approx[i] = 0.f;
+        bound[i] = 0.f;
+        continue;
+      }
+      float total = 0.f, mi = 0.f;
+      for (int64_t kb = 0; kb < Lq; kb += kApproxLanes) {
+        const int nvalid = static_cast<int>(std::min<int64_t>(kApproxLanes, Lq - kb));
+        const int nvi = (nvalid + IW - 1) / IW;
+        total += approx_fn(nvi, P)(tab.T.data() + kb * P * 32, P, cst + kb, C, Lq, nvalid,
+                                tab.scale.data() + kb, codes, residuals, norms, b, e, &mi, err);
+      }
+      approx[i] = total;
+      bound[i] = static_cast<float>(static_cast<double>(mi) * tab.err * 1.0001 + 1e-6);
+    }
+  });
+}
+
+const char* approx_path_name(int nbits) {
+#ifdef COLJA_APPROX_VNNI
+  if (nbits == 2) return "vnni";
+#endif
+  (void)nbits;
+  return "int8-nibble";
+}
+
+// Approximate scores and their bounds by the best path for this build; false when
+// the tables cannot represent this query (nothing written).
+bool approx_scores(const float* Q, int64_t Lq, int64_t dim, const float* bw, int nbits,
+                   const float* cst, int64_t C, const int32_t* codes, const uint8_t* residuals,
+                   const float* norms, int64_t N, const Passages& ps, float* approx, float* bound,
+                   ErrorSlot& err) {
+  const int64_t P = dim * nbits / 8;
+#ifdef COLJA_APPROX_VNNI
+  if (nbits == 2 && dim % 4 == 0) {
+    const VnniTables vt = build_vnni_tables(Q, Lq, dim, bw, cst, C);
+    if (!vt.ok) return false;
+    vnni_many(vt, P, cst, C, Lq, codes, residuals, norms, N, ps, approx, bound, err);
+    return true;
+  }
+#endif
+  const ApproxTables tab = build_approx_tables(Q, Lq, dim, bw, nbits, cst, C);
+  if (!tab.ok) return false;
+  nibble_many(tab, P, cst, C, Lq, codes, residuals, norms, N, ps, approx, bound, err);
+  return true;
+}
+
 }  // namespace
 
 const char* simd_name() { return COLJA_SIMD_NAME; }
+
+const char* approx_path(int nbits) { return approx_path_name(nbits); }
 
 // ---------------------------------------------------------------------------
 // Public kernels
@@ -707,6 +1355,100 @@ Status centroid_interaction(const float* cst, int64_t C, int64_t Lq, const int32
   return err.get();
 }
 
+// PLAID stage 2: the top ndocs of ps by pruned centroid interaction (score desc,
+// pid asc), as pids sorted ascending.
+Status stage2_select(const float* cst, int64_t C, int64_t Lq, const int32_t* codes, int64_t N,
+                     const Passages& ps, const uint8_t* keep, int64_t ndocs,
+                     std::vector<int64_t>* out) {
+  ErrorSlot err;
+  const int64_t m = ps.m;
+  std::vector<float> s2(static_cast<size_t>(m));
+  ci_many(cst, C, Lq, codes, N, ps, keep, s2.data(), err);
+  if (err.set.load()) return err.get();
+  auto key = [](float s) { return std::isnan(s) ? -std::numeric_limits<float>::infinity() : s; };
+  auto pid_of = [&](int64_t i) { return ps.pids ? ps.pids[i] : i; };
+  std::vector<int64_t> idx(static_cast<size_t>(m));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  const int64_t n2 = std::min(ndocs, m);
+  if (n2 < m) {
+    std::nth_element(idx.begin(), idx.begin() + n2, idx.end(), [&](int64_t a, int64_t b) {
+      const float sa = key(s2[a]), sb = key(s2[b]);
+      if (sa != sb) return sa > sb;
+      return pid_of(a) < pid_of(b);
+    });
+  }
+  out->resize(static_cast<size_t>(n2));
+  for (int64_t i = 0; i < n2; ++i) (*out)[i] = pid_of(idx[i]);
+  std::sort(out->begin(), out->end());
+  return Status{};
+}
+
+Status prune_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* ivf,
+                        const int64_t* ivf_offsets, int64_t n_docs, const int64_t* pids, int64_t m,
+                        float threshold, int64_t ndocs, int64_t* out_pids, int64_t* out_count) {
+  *out_count = 0;
+  if (m == 0 || ndocs <= 0) return Status{};
+  const int64_t Lqp = round_up(std::max<int64_t>(Lq, 1), W);
+  // slot of each candidate passage (pids are sorted and unique)
+  thread_local std::vector<int32_t> slot;
+  slot.assign(static_cast<size_t>(n_docs), -1);
+  for (int64_t i = 0; i < m; ++i) {
+    if (pids[i] < 0 || pids[i] >= n_docs) return Status{StatusCode::kPidOutOfRange, i, pids[i]};
+    if (slot[pids[i]] >= 0) return Status{StatusCode::kPidOutOfRange, i, pids[i]};  // a repeat
+    slot[pids[i]] = static_cast<int32_t>(i);
+  }
+  // lane maxima per candidate over its kept centroids, read off the kept centroids' lists
+  thread_local std::vector<float> mx;  // kept between calls: no page faults on every query
+  mx.assign(static_cast<size_t>(m * Lqp), kMissing);
+  std::vector<float> padded(static_cast<size_t>(Lqp), kMissing);
+  for (int64_t c = 0; c < C; ++c) {
+    const float* row = cst + c * Lq;
+    VF best = vset1(-std::numeric_limits<float>::infinity());
+    int64_t j = 0;
+    for (; j + W <= Lq; j += W) best = vmax(best, vload(row + j));
+    alignas(64) float buf[W];
+    vstore(buf, best);
+    float top = -std::numeric_limits<float>::infinity();
+    for (int x = 0; x < W; ++x) top = std::max(top, buf[x]);
+    for (; j < Lq; ++j) top = std::max(top, row[j]);
+    if (!(top >= threshold)) continue;  // pruned
+    const int64_t b = ivf_offsets[c], e = ivf_offsets[c + 1];
+    if (b < 0 || e < b || e > ivf_offsets[C]) return Status{StatusCode::kBadOffsets, c, b};
+    std::copy(row, row + Lq, padded.begin());  // lanes >= Lq stay kMissing
+    for (int64_t x = b; x < e; ++x) {
+      const int64_t pid = ivf[x];
+      if (pid < 0 || pid >= n_docs) return Status{StatusCode::kPidOutOfRange, x, pid};
+      const int32_t sl = slot[pid];
+      if (sl < 0) continue;
+      float* dst = mx.data() + static_cast<int64_t>(sl) * Lqp;
+      for (int64_t k = 0; k < Lqp; k += W) vstore(dst + k, vmax(vload(dst + k), vload(padded.data() + k)));
+    }
+  }
+  std::vector<float> s2(static_cast<size_t>(m));
+  for (int64_t i = 0; i < m; ++i) {  // summed per kCiChunk lanes, as ci_score does
+    float total = 0.f;
+    for (int64_t kb = 0; kb < Lq; kb += kCiChunk)
+      total += sum_first(mx.data() + i * Lqp + kb, std::min<int64_t>(kCiChunk, Lq - kb));
+    s2[i] = total;
+  }
+  auto key = [](float x) { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; };
+  std::vector<int64_t> idx(static_cast<size_t>(m));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  const int64_t n2 = std::min(ndocs, m);
+  if (n2 < m) {
+    std::nth_element(idx.begin(), idx.begin() + n2, idx.end(), [&](int64_t a, int64_t b) {
+      const float sa = key(s2[a]), sb = key(s2[b]);
+      if (sa != sb) return sa > sb;
+      return pids[a] < pids[b];
+    });
+  }
+  for (int64_t i = 0; i < n2; ++i) out_pids[i] = pids[idx[i]];
+  std::sort(out_pids, out_pids + n2);
+  *out_count = n2;
+  if (mx.capacity() > kKeepScratchFloats) std::vector<float>().swap(mx);  // an unusually large call
+  return Status{};
+}
+
 Status filter_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* codes,
                          int64_t N, const Passages& ps, const uint8_t* keep, int64_t ndocs,
                          int64_t nfinal, int64_t* out_pids, float* out_scores,
@@ -716,25 +1458,11 @@ Status filter_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t*
   const int64_t m = ps.m;
   if (m == 0 || ndocs <= 0 || nfinal <= 0) return Status{};
   // Stage 2: approximate scores with pruned centroids.
-  std::vector<float> s2(static_cast<size_t>(m));
-  ci_many(cst, C, Lq, codes, N, ps, keep, s2.data(), err);
-  if (err.set.load()) return err.get();
-
+  std::vector<int64_t> pids3;
+  const Status st = stage2_select(cst, C, Lq, codes, N, ps, keep, ndocs, &pids3);
+  if (!st.ok()) return st;
+  const int64_t n2 = static_cast<int64_t>(pids3.size());
   auto key = [](float s) { return std::isnan(s) ? -std::numeric_limits<float>::infinity() : s; };
-  // Stage 2 selection: top ndocs by (score desc, pid asc).
-  std::vector<int64_t> idx(static_cast<size_t>(m));
-  for (int64_t i = 0; i < m; ++i) idx[i] = i;
-  const int64_t n2 = std::min(ndocs, m);
-  if (n2 < m) {
-    std::nth_element(idx.begin(), idx.begin() + n2, idx.end(), [&](int64_t a, int64_t b) {
-      const float sa = key(s2[a]), sb = key(s2[b]);
-      if (sa != sb) return sa > sb;
-      return ps.pids[a] < ps.pids[b];
-    });
-  }
-  std::vector<int64_t> pids3(static_cast<size_t>(n2));
-  for (int64_t i = 0; i < n2; ++i) pids3[i] = ps.pids[idx[i]];
-  std::sort(pids3.begin(), pids3.end());  // better locality for stage 3
   // Stage 3: exact centroid scores (no pruning).
   Passages ps3{ps.offsets, ps.n_docs, pids3.data(), n2};
   std::vector<float> s3(static_cast<size_t>(n2));
@@ -842,6 +1570,80 @@ Status maxsim_packed(const float* Q, int64_t Lq, int64_t dim, const float* cst, 
       out[i] = sum_first(mxbuf.data(), Lq);
     }
   });
+  return err.get();
+}
+
+Status maxsim_packed_bounds(const float* Q, int64_t Lq, int64_t dim, const float* cst, int64_t C,
+                            const int32_t* codes, const uint8_t* residuals, const float* norms,
+                            int64_t N, const float* bucket_weights, int nbits, const Passages& ps,
+                            float* approx, float* bound, bool* ok) {
+  ErrorSlot err;
+  *ok = false;
+  if (ps.m == 0) return Status{};
+  *ok = approx_scores(Q, Lq, dim, bucket_weights, nbits, cst, C, codes, residuals, norms, N, ps,
+                      approx, bound, err);
+  return err.get();
+}
+
+Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* cst, int64_t C,
+                          const int32_t* codes, const uint8_t* residuals, const float* norms,
+                          int64_t N, const float* bucket_weights, int nbits, const Passages& ps,
+                          int64_t k, int64_t lut_max_bytes, float* out_scores, int64_t* out_pids,
+                          int64_t* out_count, int64_t* n_exact) {
+  ErrorSlot err;
+  *out_count = 0;
+  *n_exact = 0;
+  const int64_t m = ps.m;
+  const int64_t kk = std::min(k, m);
+  if (kk <= 0) return Status{};
+  auto pid_of = [&](int64_t i) { return ps.pids ? ps.pids[i] : i; };
+  auto key = [](float x) { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; };
+
+  // 1. the shortlist: every passage whose upper bound reaches the k-th best lower bound
+  std::vector<int64_t> shortlist;
+  bool all = true;
+  if (m > std::max<int64_t>(2 * kk, 64) && Lq > 0) {
+    std::vector<float> approx(static_cast<size_t>(m)), bound(static_cast<size_t>(m));
+    if (approx_scores(Q, Lq, dim, bucket_weights, nbits, cst, C, codes, residuals, norms, N, ps,
+                      approx.data(), bound.data(), err)) {
+      if (err.set.load()) return err.get();
+      std::vector<float> lower(static_cast<size_t>(m));
+      for (int64_t i = 0; i < m; ++i) lower[i] = key(approx[i] - bound[i]);
+      std::nth_element(lower.begin(), lower.begin() + (kk - 1), lower.end(), std::greater<float>());
+      const float threshold = lower[kk - 1];
+      for (int64_t i = 0; i < m; ++i)
+        if (!(approx[i] + bound[i] < threshold)) shortlist.push_back(i);  // NaN stays in
+      all = false;
+    }
+  }
+  if (all) {
+    shortlist.resize(static_cast<size_t>(m));
+    std::iota(shortlist.begin(), shortlist.end(), int64_t{0});
+  }
+
+  // 2. exact scores of the shortlist (the maxsim_packed numbers), then the top k
+  const int64_t n = static_cast<int64_t>(shortlist.size());
+  std::vector<int64_t> spids(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) spids[j] = pid_of(shortlist[j]);
+  std::vector<float> exact(static_cast<size_t>(n));
+  const Passages ps2{ps.offsets, ps.n_docs, spids.data(), n};
+  const Status st = maxsim_packed(Q, Lq, dim, cst, C, codes, residuals, norms, N, bucket_weights,
+                                  nbits, ps2, lut_max_bytes, exact.data(), nullptr);
+  if (!st.ok()) return st;
+  std::vector<int64_t> ord(static_cast<size_t>(n));
+  std::iota(ord.begin(), ord.end(), int64_t{0});
+  std::partial_sort(ord.begin(), ord.begin() + kk, ord.end(), [&](int64_t a, int64_t b) {
+    const float sa = key(exact[a]), sb = key(exact[b]);
+    if (sa != sb) return sa > sb;
+    if (spids[a] != spids[b]) return spids[a] < spids[b];
+    return a < b;
+  });
+  for (int64_t j = 0; j < kk; ++j) {
+    out_scores[j] = exact[ord[j]];
+    out_pids[j] = spids[ord[j]];
+  }
+  *out_count = kk;
+  *n_exact = n;
   return err.get();
 }
 

@@ -9,7 +9,7 @@
   stage's, cut to ``candidates``; a list such as ``["plaid", "bm25"]`` fuses those.
 
 The candidates are then scored by the same exact MaxSim kernel as PLAID's last
-stage (:func:`colja.search.plaid.exact_scores`, on the compressed vectors) and
+stage (:func:`colja.search.plaid.exact_top_k`, on the compressed vectors) and
 the best ``k`` returned. Deleted or filtered-out passages are dropped before
 scoring. When the candidates are fewer than ``k`` (BM25 finds no shared word),
 PLAID's hits fill the rest, so every search still returns ``min(k, live)`` hits.
@@ -28,7 +28,7 @@ import torch
 
 from colja.firststage.fusion import reciprocal_rank_fusion
 from colja import kernels
-from colja.search.plaid import SearchArrays, centroid_scores, exact_scores, search_one
+from colja.search.plaid import SearchArrays, centroid_scores, exact_top_k, search_one
 from colja.search.settings import SearchSettings
 
 PLAID = "plaid"
@@ -110,5 +110,4 @@ def rerank_pids(Q: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor, k: in
     if Q.shape[0] == 0 or pids.numel() == 0:
         return (torch.empty(0, dtype=torch.float32, device=Q.device),
                 torch.empty(0, dtype=torch.long, device=Q.device))
-    scores = exact_scores(Q, centroid_scores(Q, arrays.centroids), arrays, pids)
-    return kernels.top_k(scores, pids, k)
+    return exact_top_k(Q, centroid_scores(Q, arrays.centroids), arrays, pids, k)

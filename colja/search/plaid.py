@@ -6,10 +6,14 @@ Stages (Santhanam et al. 2022, "PLAID: an efficient engine for late interaction 
 2. ``candidate_pids``: the top ``ncells`` centroids of every query vector, the
    passages of their IVF lists;
 3. pruned centroid interaction (centroids scoring below the threshold for every
-   query vector are ignored) → top ``ndocs``; full centroid interaction → top
-   ``nfinal`` (kernels.filter_candidates does both);
-4. exact MaxSim of the survivors on their compressed vectors
-   (kernels.maxsim_packed: q·(c + r)/‖c + r‖ through lookup tables) → top k.
+   query vector are ignored) → top ``ndocs`` (kernels.prune_candidates); when
+   ``nfinal < ndocs``, full centroid interaction of those → top ``nfinal``
+   (kernels.filter_candidates does both);
+4. exact MaxSim of the survivors on their compressed vectors → top k
+   (kernels.maxsim_packed_topk: every survivor is scored approximately with a
+   proven error bound, and only those that can still reach the top k are scored
+   exactly, q·(c + r)/‖c + r‖ through lookup tables — the same top k as scoring
+   them all exactly).
 
 colja guarantees ``min(k, allowed passages)`` unique hits: when pruning leaves
 fewer, the search widens and, at worst, scores every allowed passage exactly.
@@ -96,6 +100,14 @@ def exact_scores(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, 
                                  arrays.nbits, arrays.doc_offsets, pids)
 
 
+def exact_top_k(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, pids: torch.Tensor,
+                k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The best ``k`` ``(scores, pids)`` of ``pids`` by exact MaxSim on their compressed vectors
+    (= ``kernels.top_k(exact_scores(...), pids, k)``, without scoring hopeless passages exactly)."""
+    return kernels.maxsim_packed_topk(Q, scores_t, arrays.codes, arrays.residuals, arrays.norms,
+                                      arrays.bucket_weights, arrays.nbits, arrays.doc_offsets, pids, k)
+
+
 def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,
                allowed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Top-k ``(scores float32, pids int64)`` of one query ``Q`` float32 [Lq, dim].
@@ -123,19 +135,23 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
     if pids.numel() < k:
         return _exhaustive(Q, scores_t, arrays, k, allowed)
 
-    keep = scores_t.max(dim=1).values >= settings.centroid_score_threshold
     nfinal = max(settings.nfinal, k)
-    survivors, _ = kernels.filter_candidates(scores_t, arrays.codes, arrays.doc_offsets, pids, keep,
-                                              max(settings.ndocs, nfinal), nfinal)
-    scores = exact_scores(Q, scores_t, arrays, survivors)
-    return kernels.top_k(scores, survivors, k)
+    ndocs = max(settings.ndocs, nfinal)
+    if nfinal >= ndocs:  # every survivor of the pruned interaction is scored: stage 3 would only reorder them
+        survivors = kernels.prune_candidates(scores_t, arrays.ivf, arrays.ivf_offsets, pids, arrays.num_passages,
+                                             settings.centroid_score_threshold, ndocs)
+    else:
+        keep = scores_t.max(dim=1).values >= settings.centroid_score_threshold
+        survivors, _ = kernels.filter_candidates(scores_t, arrays.codes, arrays.doc_offsets, pids, keep, ndocs,
+                                                  nfinal)
+    return exact_top_k(Q, scores_t, arrays, survivors, k)
 
 
 def _exhaustive(Q, scores_t, arrays: SearchArrays, k: int, allowed: torch.Tensor | None):
     pids = torch.arange(arrays.num_passages, dtype=torch.long, device=scores_t.device)
     if allowed is not None:
         pids = pids[allowed]
-    return kernels.top_k(exact_scores(Q, scores_t, arrays, pids), pids, k)
+    return exact_top_k(Q, scores_t, arrays, pids, k)
 
 
 def _empty(device: torch.device | None = None) -> tuple[torch.Tensor, torch.Tensor]:
