@@ -8,6 +8,7 @@ One template per op: every case of ``sample_inputs`` is run through
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -320,3 +321,140 @@ def test_candidate_pids_rejects_bad_ivf(cpp_module):
             K.candidate_pids(cst, 4, ivf, offsets, 5, impl=impl)
     with pytest.raises(ValueError, match="ivf_offsets"):
         K.candidate_pids(cst, 1, ivf, offsets[:-1], 5, impl="cpp")
+
+
+# --------------------------------------------------------------------------- maxsim_packed_topk / bounds
+def _topk_cases() -> list[Case]:
+    """Enough passages that the approximate pass runs (m > max(2k, 64)); every nbits, Lq 1..64, doclen 0."""
+    out = []
+    for i, (dim, nbits, Lq) in enumerate([(128, 2, 32), (128, 2, 7), (128, 2, 33), (64, 2, 64), (128, 1, 32),
+                                          (128, 4, 32), (24, 1, 5), (128, 2, 1)]):
+        doclens = _doclens_mixed(300, seed=40 + i)
+        out.append(make_case(f"topk-d{dim}-nb{nbits}-Lq{Lq}", dim=dim, nbits=nbits, Lq=Lq, doclens=doclens, C=211,
+                             seed=40 + i))
+    return out
+
+
+def _doclens_mixed(n: int, seed: int) -> list[int]:
+    g = torch.Generator().manual_seed(seed)
+    lens = torch.randint(1, 160, (n,), generator=g)
+    lens[::37] = 0
+    return lens.tolist()
+
+
+TOPK_CASES = _topk_cases()
+
+
+@pytest.mark.parametrize("case", TOPK_CASES + CASES, ids=[c.name for c in TOPK_CASES] + IDS)
+@pytest.mark.parametrize("k", [1, 10, 57, 1000])
+def test_maxsim_packed_topk_is_the_top_k_of_exact_scores(cpp_module, case: Case, k: int):
+    args = _packed_args(case)
+    want_scores, want_pids = K.top_k(K.maxsim_packed(*args, impl="cpp"), case.pids, k)
+    scores, pids, n_exact = K.maxsim_packed_topk(*args, k, impl="cpp", return_exact_count=True)
+    assert torch.equal(pids, want_pids), (pids.tolist()[:10], want_pids.tolist()[:10])
+    assert torch.equal(scores, want_scores)
+    ref_scores, ref_pids = K.maxsim_packed_topk_ref(*args, k)
+    assert torch.equal(pids, ref_pids) or torch.allclose(scores, ref_scores, rtol=RTOL, atol=ATOL)
+    assert_scores(scores, ref_scores, "maxsim_packed_topk")
+    assert len(pids) == min(k, len(case.pids)) and 0 <= n_exact <= len(case.pids)
+
+
+@pytest.mark.parametrize("case", TOPK_CASES, ids=[c.name for c in TOPK_CASES])
+def test_approximate_scores_stay_within_their_bound(cpp_module, case: Case):
+    args = _packed_args(case)
+    got = K.maxsim_packed_bounds(*args)
+    assert got is not None
+    approx, bound = got
+    exact = K.maxsim_packed_ref(*args).double()
+    err = (approx.double() - exact).abs()
+    assert bool((err <= bound.double()).all()), float((err - bound.double()).max())
+
+
+@pytest.mark.parametrize("nbits,most", [(1, 100), (2, 40), (4, 200)])
+def test_the_bound_spares_most_passages_from_exact_scoring(cpp_module, nbits, most):
+    """With a few relevant passages (tokens on the centroids the query vectors prefer), the bound
+    separates them from the rest: only a share is scored exactly, and the top k is still exact."""
+    case = make_case(f"planted-nb{nbits}", dim=128, nbits=nbits, Lq=32, doclens=[60] * 400, C=256, seed=nbits)
+    best = case.cst.argmax(dim=0).to(torch.int32)  # each query vector's favourite centroid
+    codes = case.codes.clone().view(400, 60)
+    relevant = torch.randperm(400, generator=torch.Generator().manual_seed(1))[:15]
+    codes[relevant, :32] = best
+    case = replace(case, codes=codes.reshape(-1).contiguous())
+    args = _packed_args(case)
+    scores, pids, n_exact = K.maxsim_packed_topk(*args, 10, impl="cpp", return_exact_count=True)
+    want = K.top_k(K.maxsim_packed_ref(*args), case.pids, 10)
+    assert torch.equal(pids, want[1])
+    assert n_exact <= most, n_exact  # of 400 (4 bits: one dim per nibble, 128 rounded entries per token)
+
+
+def test_maxsim_packed_topk_ties_go_to_the_smaller_pid(cpp_module):
+    # 200 identical passages: every score ties, the k smallest pids win
+    case = make_case("ties", dim=128, nbits=2, Lq=32, doclens=[20] * 200, C=5, seed=3)
+    codes = case.codes.view(200, 20)[:1].repeat(200, 1).reshape(-1).contiguous()
+    residuals = case.residuals.view(200, 20, -1)[:1].repeat(200, 1, 1).reshape(-1, case.residuals.shape[1]).contiguous()
+    norms = K.vector_norms_ref(codes, residuals, case.centroids, case.bucket_weights, 2)
+    pids = torch.randperm(200, generator=torch.Generator().manual_seed(0))
+    args = (case.Q, case.cst, codes, residuals, norms, case.bucket_weights, 2, case.doc_offsets, pids)
+    for impl in ("cpp", "torch"):
+        scores, top = K.maxsim_packed_topk(*args, 7, impl=impl)
+        assert top.tolist() == list(range(7)) and len(set(scores.tolist())) == 1
+
+
+def test_maxsim_packed_topk_rejects_bad_input(cpp_module):
+    case = TOPK_CASES[0]
+    args = list(_packed_args(case))
+    with pytest.raises(ValueError, match="k"):
+        K.maxsim_packed_topk(*args, -1, impl="cpp")
+    bad = args.copy()
+    bad[2] = case.codes.clone()
+    bad[2][5] = 10_000
+    with pytest.raises(IndexError, match=r"codes\[5\] = 10000"):
+        K.maxsim_packed_topk(*bad, 10, impl="cpp")
+
+
+def test_approx_path_is_reported(cpp_module):
+    assert cpp_module.approx_path(2) in ("vnni", "int8-nibble")
+    assert cpp_module.approx_path(4) == "int8-nibble"
+
+
+# --------------------------------------------------------------------------- prune_candidates
+def _index_ivf(codes: torch.Tensor, doc_offsets: torch.Tensor, C: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The IVF an index stores: per centroid, the sorted unique passages with a token coded to it."""
+    n_docs = len(doc_offsets) - 1
+    pid_of = torch.repeat_interleave(torch.arange(n_docs), doc_offsets[1:] - doc_offsets[:-1])
+    pairs = torch.unique(codes.long() * max(n_docs, 1) + pid_of)
+    cells, pids = pairs // max(n_docs, 1), pairs % max(n_docs, 1)
+    offsets = torch.zeros(C + 1, dtype=torch.int64)
+    offsets[1:] = torch.bincount(cells, minlength=C).cumsum(0)
+    return pids.to(torch.int32), offsets
+
+
+@pytest.mark.parametrize("quantized", [True, False], ids=["exact-ties", "float"])
+@pytest.mark.parametrize("threshold", [-2.0, 0.0, 0.3, 5.0])
+@pytest.mark.parametrize("ndocs", [1, 10, 1000])
+def test_prune_candidates(cpp_module, quantized, threshold, ndocs):
+    doclens = [0, 1, 3, 0, 7, 1, 13, 2, 0, 31, 5, 1, 65, 9] * 3
+    for Lq in (1, 7, 32, 33):
+        case = make_case(f"pc-{Lq}", dim=64, nbits=2, Lq=Lq, doclens=doclens, C=23, quantized=quantized, seed=Lq)
+        ivf, ivf_offsets = _index_ivf(case.codes, case.doc_offsets, 23)
+        cands = torch.sort(case.pids[: len(case.pids) * 2 // 3]).values
+        got = K.prune_candidates(case.cst, ivf, ivf_offsets, cands, len(doclens), threshold, ndocs, impl="cpp")
+        ref = K.prune_candidates_ref(case.cst, ivf, ivf_offsets, cands, len(doclens), threshold, ndocs)
+        assert torch.equal(got, ref), (Lq, got.tolist(), ref.tolist())
+        # = PLAID stage 2 on the tokens (filter_candidates keeps the same set when nfinal = ndocs)
+        keep = case.cst.max(dim=1).values >= threshold
+        stage2 = K.filter_candidates_ref(case.cst, case.codes, case.doc_offsets, cands, keep, ndocs, ndocs)[0]
+        assert torch.equal(got, torch.sort(stage2).values)
+
+
+def test_prune_candidates_rejects_unsorted_or_out_of_range_pids(cpp_module):
+    case = make_case("pc-bad", dim=64, nbits=2, Lq=7, doclens=[3, 4, 5, 6], C=11)
+    ivf, ivf_offsets = _index_ivf(case.codes, case.doc_offsets, 11)
+    with pytest.raises(ValueError, match="sorted and unique"):
+        K.prune_candidates(case.cst, ivf, ivf_offsets, torch.tensor([2, 1]), 4, 0.0, 3)
+    with pytest.raises(IndexError, match="n_docs"):
+        K.prune_candidates(case.cst, ivf, ivf_offsets, torch.tensor([1, 4]), 4, 0.0, 3)
+    bad = ivf.clone()
+    bad[0] = 99
+    with pytest.raises(IndexError, match="99"):
+        K.prune_candidates(case.cst, bad, ivf_offsets, torch.tensor([0, 1, 2, 3]), 4, -5.0, 3, impl="cpp")
