@@ -73,6 +73,11 @@ inline VF vload_half(const uint16_t* p) {
   return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
 }
 inline void prefetch(const void* p) { _mm_prefetch(static_cast<const char*>(p), _MM_HINT_T0); }
+// where a > b (ordered): x, else y; and whether a > b in any lane
+inline VF vselect_gt(VF a, VF b, VF x, VF y) {
+  return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x);
+}
+inline bool vany_gt(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
 
 #elif defined(__AVX2__) && defined(__FMA__)
 #define COLJA_SIMD_NAME "avx2"
@@ -81,6 +86,8 @@ using VF = __m256;
 alignas(64) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
                                             0,  0,  0,  0,  0,  0,  0,  0};
 inline VF vzero() { return _mm256_setzero_ps(); }
+inline VF vselect_gt(VF a, VF b, VF x, VF y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
+inline bool vany_gt(VF a, VF b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0; }
 inline VF vset1(float x) { return _mm256_set1_ps(x); }
 inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
 inline VF vload_n(const float* p, int n) {
@@ -156,6 +163,15 @@ inline VF vload_half(const uint16_t* p) {
   return r;
 }
 inline void prefetch(const void*) {}
+inline VF vselect_gt(VF a, VF b, VF x, VF y) {
+  for (int i = 0; i < W; ++i) y.v[i] = a.v[i] > b.v[i] ? x.v[i] : y.v[i];
+  return y;
+}
+inline bool vany_gt(VF a, VF b) {
+  for (int i = 0; i < W; ++i)
+    if (a.v[i] > b.v[i]) return true;
+  return false;
+}
 #endif
 
 inline float half_to_float(uint16_t h) { return c10::detail::fp16_ieee_to_fp32_value(h); }
@@ -1039,11 +1055,12 @@ __attribute__((always_inline)) inline void vnni_finish(__m512& mx0, __m512& mx1,
 
 // NH: 16-lane halves in this chunk (1 or 2). Two tokens per step share the query loads.
 // inv[t - b]: 1 / norm of token t.
-template <int NH>
-float vnni_chunk(const VnniTables& vt, const int8_t* Qc, int64_t P, const float* cst_kb,
+template <int NH, int PT>
+float vnni_chunk(const VnniTables& vt, const int8_t* Qc, int64_t P_, const float* cst_kb,
                  int64_t C, int64_t Lq, int nvalid, const float* A_kb, const float* B_kb,
                  const int32_t* codes, const uint8_t* residuals, const float* inv, int64_t b,
                  int64_t e, ErrorSlot& err) {
+  const int64_t P = PT > 0 ? PT : P_;  // PT: 32 (dim 128) known at compile time, or 0
   const int n0 = std::min(16, nvalid), n1 = std::max(0, std::min(16, nvalid - 16));
   const __mmask16 m0 = static_cast<__mmask16>((1u << n0) - 1u);
   const __mmask16 m1 = static_cast<__mmask16>((1u << n1) - 1u);
@@ -1051,14 +1068,6 @@ float vnni_chunk(const VnniTables& vt, const int8_t* Qc, int64_t P, const float*
   const __m512 vb0 = _mm512_maskz_loadu_ps(m0, B_kb), vb1 = _mm512_maskz_loadu_ps(m1, B_kb + 16);
   __m512 mx0 = _mm512_set1_ps(-std::numeric_limits<float>::infinity()), mx1 = mx0;
   const int32_t* lv = vt.levels;
-  auto valid = [&](int64_t t) {
-    const int32_t c = codes[t];
-    if (c < 0 || c >= C) {
-      err.record(StatusCode::kCodeOutOfRange, t, c);
-      return false;
-    }
-    return true;
-  };
   auto crow = [&](int64_t t) { return cst_kb + static_cast<int64_t>(codes[t]) * Lq; };
   int64_t t = b;
   for (; t + 2 <= e; t += 2) {
@@ -1073,7 +1082,6 @@ float vnni_chunk(const VnniTables& vt, const int8_t* Qc, int64_t P, const float*
       }
     }
     if (t + 16 < e) prefetch(residuals + (t + 16) * P);  // 2 tokens per line ahead of the streamer
-    const bool ok0 = valid(t), ok1 = valid(t + 1);
     const uint8_t* r0 = residuals + t * P;
     const uint8_t* r1 = r0 + P;
     __m512i a00[NH], a01[NH], a10[NH], a11[NH];  // token 0/1, byte parity 0/1
@@ -1101,16 +1109,14 @@ float vnni_chunk(const VnniTables& vt, const int8_t* Qc, int64_t P, const float*
         a10[h] = _mm512_dpbusd_epi32(a10[h], l1, q);
       }
     }
-    if (ok0)
-      vnni_finish<NH>(mx0, mx1, _mm512_add_epi32(a00[0], a01[0]),
+    vnni_finish<NH>(mx0, mx1, _mm512_add_epi32(a00[0], a01[0]),
                       _mm512_add_epi32(a00[NH - 1], a01[NH - 1]), crow(t), inv[t - b], va0, va1,
                       vb0, vb1, m0, m1);
-    if (ok1)
-      vnni_finish<NH>(mx0, mx1, _mm512_add_epi32(a10[0], a11[0]),
+    vnni_finish<NH>(mx0, mx1, _mm512_add_epi32(a10[0], a11[0]),
                       _mm512_add_epi32(a10[NH - 1], a11[NH - 1]), crow(t + 1), inv[t + 1 - b],
                       va0, va1, vb0, vb1, m0, m1);
   }
-  if (t < e && valid(t)) {
+  if (t < e) {
     const uint8_t* r0 = residuals + t * P;
     __m512i a[NH];
     for (int h = 0; h < NH; ++h) a[h] = _mm512_setzero_si512();
@@ -1151,6 +1157,24 @@ void vnni_many(const VnniTables& vt, int64_t P, const float* cst, int64_t C, int
           }
         }
       }
+      bool codes_ok = true;  // checked here, once, so the scoring loop has no branch per token
+      for (int64_t x = b; x < e; x += 16) {
+        const __mmask16 mk = static_cast<__mmask16>(e - x >= 16 ? 0xFFFFu : (1u << (e - x)) - 1u);
+        const __m512i c = _mm512_maskz_loadu_epi32(mk, codes + x);
+        const __mmask16 badm = _mm512_mask_cmplt_epi32_mask(mk, c, _mm512_setzero_si512()) |
+                               _mm512_mask_cmpge_epi32_mask(mk, c, _mm512_set1_epi32(static_cast<int32_t>(C)));
+        if (badm) {
+          const int64_t at = x + __builtin_ctz(badm);
+          err.record(StatusCode::kCodeOutOfRange, at, codes[at]);
+          codes_ok = false;
+          break;
+        }
+      }
+      if (!codes_ok) {
+        approx[i] = 0.f;
+        bound[i] = 0.f;
+        continue;
+      }
       // 1/norm of every token, 16 at a time, and their largest (the bound's factor)
       inv.resize(static_cast<size_t>(e - b));
       const __m512 eps = _mm512_set1_ps(kNormEps), one = _mm512_set1_ps(1.f);
@@ -1166,11 +1190,10 @@ void vnni_many(const VnniTables& vt, int64_t P, const float* cst, int64_t C, int
       for (int64_t kb = 0; kb < Lq; kb += kApproxLanes) {
         const int nvalid = static_cast<int>(std::min<int64_t>(kApproxLanes, Lq - kb));
         const int8_t* Qc = vt.Qq.data() + (kb / kApproxLanes) * P * 128;
-        total += nvalid > 16
-                     ? vnni_chunk<2>(vt, Qc, P, cst + kb, C, Lq, nvalid, vt.A.data() + kb,
-                                     vt.B.data() + kb, codes, residuals, inv.data(), b, e, err)
-                     : vnni_chunk<1>(vt, Qc, P, cst + kb, C, Lq, nvalid, vt.A.data() + kb,
-                                     vt.B.data() + kb, codes, residuals, inv.data(), b, e, err);
+        auto fn = nvalid > 16 ? (P == 32 ? vnni_chunk<2, 32> : vnni_chunk<2, 0>)
+                              : (P == 32 ? vnni_chunk<1, 32> : vnni_chunk<1, 0>);
+        total += fn(vt, Qc, P, cst + kb, C, Lq, nvalid, vt.A.data() + kb, vt.B.data() + kb, codes,
+                    residuals, inv.data(), b, e, err);
       }
       approx[i] = total;
       bound[i] = static_cast<float>(static_cast<double>(mi) * vt.err * 1.0001 + 1e-6);
@@ -1292,22 +1315,64 @@ Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n, const 
   if (n <= 0 || Lq == 0) return Status{};
   // Top n rows per column in one pass over the rows: best[j * Lq + k] is column k's j-th best.
   // A strictly greater score displaces, so among equal scores the smaller row index stays first.
-  std::vector<float> best(static_cast<size_t>(n * Lq), -std::numeric_limits<float>::infinity());
   std::vector<int64_t> rows(static_cast<size_t>(n * Lq), -1);
-  float* last = best.data() + (n - 1) * Lq;
-  for (int64_t c = 0; c < C; ++c) {
-    const float* row = cst + c * Lq;
-    for (int64_t k = 0; k < Lq; ++k) {
-      const float v = row[k];
-      if (!(v > last[k])) continue;  // the common case (NaN included: never selected)
-      int64_t j = n - 1;
-      while (j > 0 && v > best[(j - 1) * Lq + k]) {
-        best[j * Lq + k] = best[(j - 1) * Lq + k];
-        rows[j * Lq + k] = rows[(j - 1) * Lq + k];
-        --j;
+  if (n <= 8 && C < (int64_t{1} << 24)) {
+    // SIMD: W columns at a time, row numbers carried as floats (exact below 2^24); a new score
+    // takes the first slot it strictly beats and shifts the rest down.
+    const int64_t Lqp = round_up(Lq, W);
+    std::vector<float> pad(static_cast<size_t>(Lqp), -std::numeric_limits<float>::infinity());
+    const VF one = vset1(1.f), half = vset1(0.5f);
+    for (int64_t kb = 0; kb < Lqp; kb += W) {
+      VF best[8], idx[8];
+      for (int j = 0; j < n; ++j) {
+        best[j] = vset1(-std::numeric_limits<float>::infinity());
+        idx[j] = vset1(-1.f);
       }
-      best[j * Lq + k] = v;
-      rows[j * Lq + k] = c;
+      const bool tail = kb + W > Lq;
+      for (int64_t c = 0; c < C; ++c) {
+        const float* row = cst + c * Lq + kb;
+        VF v;
+        if (tail) {  // columns beyond Lq read as -inf: never selected
+          std::copy(row, row + (Lq - kb), pad.data());
+          v = vload(pad.data());
+        } else {
+          v = vload(row);
+        }
+        if (!vany_gt(v, best[n - 1])) continue;  // the common case (NaN included: never selected)
+        VF vi = vset1(static_cast<float>(c)), moved = vzero();
+        for (int j = 0; j < n; ++j) {
+          // once the new score took a slot, every later slot shifts down by one
+          moved = vselect_gt(v, best[j], one, moved);
+          const VF b = best[j], bi = idx[j];
+          best[j] = vselect_gt(moved, half, v, b);
+          idx[j] = vselect_gt(moved, half, vi, bi);
+          vi = vselect_gt(moved, half, bi, vi);
+          v = vselect_gt(moved, half, b, v);
+        }
+      }
+      for (int j = 0; j < n; ++j) {
+        alignas(64) float buf[W];
+        vstore(buf, idx[j]);
+        for (int x = 0; x < W && kb + x < Lq; ++x) rows[j * Lq + kb + x] = static_cast<int64_t>(buf[x]);
+      }
+    }
+  } else {
+    std::vector<float> best(static_cast<size_t>(n * Lq), -std::numeric_limits<float>::infinity());
+    float* last = best.data() + (n - 1) * Lq;
+    for (int64_t c = 0; c < C; ++c) {
+      const float* row = cst + c * Lq;
+      for (int64_t k = 0; k < Lq; ++k) {
+        const float v = row[k];
+        if (!(v > last[k])) continue;  // the common case (NaN included: never selected)
+        int64_t j = n - 1;
+        while (j > 0 && v > best[(j - 1) * Lq + k]) {
+          best[j * Lq + k] = best[(j - 1) * Lq + k];
+          rows[j * Lq + k] = rows[(j - 1) * Lq + k];
+          --j;
+        }
+        best[j * Lq + k] = v;
+        rows[j * Lq + k] = c;
+      }
     }
   }
   // The selected cells, each once; then their passages, sorted and unique.

@@ -29,7 +29,7 @@ from colja import kernels
 from colja._validation import check_texts
 from colja.search.candidates import PLAID, check_candidates, resolve_stages, search_with_stages
 from colja.search.exact import VectorSnapshot, search_exact
-from colja.search.plaid import SearchArrays, search_one
+from colja.search.plaid import SearchArrays, search_many
 from colja.search.results import Hit, SearchResults
 from colja.search.settings import SearchSettings
 
@@ -163,7 +163,7 @@ def _rank(snapshot: Any, Q: torch.Tensor, k: int, allowed: torch.Tensor | None, 
     live = arrays.num_passages if allowed is None else int(allowed.sum())
     resolved = settings.resolve(k, live, arrays.num_centroids)
     if stages == [PLAID]:
-        return _stack([search_one(Q[i], arrays, k, resolved, allowed) for i in range(Q.shape[0])], k)
+        return _stack(search_many(Q, arrays, k, resolved, allowed), k)
     assert queries is not None
     n_candidates = check_candidates(candidates, k)
     # fetch enough that n_candidates survive the deleted / filtered-out passages

@@ -85,7 +85,7 @@ class SearchArrays:
 
 def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
     """``float32 [C, Lq]``: every centroid against every query vector."""
-    return (centroids @ Q.T).contiguous()
+    return torch.mm(centroids, Q.T.contiguous())  # a contiguous right operand: MKL's faster kernel
 
 
 def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor,
@@ -116,11 +116,29 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
     (deletions, metadata filters). ``settings`` must be resolved.
     """
     Q = kernels.query_rows(Q.float()).contiguous()
+    if Q.shape[0] == 0:
+        return _empty(Q.device)
+    return _search_scored(Q, centroid_scores(Q, arrays.centroids), arrays, k, settings, allowed)
+
+
+def search_many(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,
+                allowed: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """:func:`search_one` for every query of ``Q`` float32 [n, Lq, dim].
+
+    One query after the other: a product of the centroids with several queries
+    at once is no faster on a CPU core (the product is compute-bound) and its
+    scores would leave the cache before they are read.
+    """
+    return [search_one(Q[i], arrays, k, settings, allowed) for i in range(Q.shape[0])]
+
+
+def _search_scored(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,
+                   allowed: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k of one query (non-zero rows ``Q`` [Lq, dim]) given its centroid scores ``[C, Lq]``."""
     n_allowed = arrays.num_passages if allowed is None else int(allowed.sum())
     k = min(k, n_allowed)
-    if k <= 0 or Q.shape[0] == 0:
+    if k <= 0:
         return _empty(Q.device)
-    scores_t = centroid_scores(Q, arrays.centroids)
     if settings.exhaustive:
         return _exhaustive(Q, scores_t, arrays, k, allowed)
 

@@ -293,7 +293,7 @@ def _ivf(C: int, n_docs: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 @pytest.mark.parametrize("quantized", [True, False], ids=["ties", "float"])
 @pytest.mark.parametrize("C,Lq,ncells,n_docs", [(1, 1, 1, 3), (23, 7, 1, 40), (23, 32, 2, 40), (64, 33, 4, 1000),
-                                                  (300, 32, 8, 50), (5, 3, 9, 20), (16, 4, 0, 10)])
+                                                  (300, 32, 8, 50), (5, 3, 9, 20), (16, 4, 0, 10), (40, 17, 12, 30)])
 def test_candidate_pids(cpp_module, quantized, C, Lq, ncells, n_docs):
     g = torch.Generator().manual_seed(C * 131 + Lq)
     cst = torch.randn(C, Lq, generator=g)
