@@ -4,7 +4,9 @@
 
 #include <torch/extension.h>
 
+#include <limits>
 #include <optional>
+#include <vector>
 #include <tuple>
 
 #include "colja_kernels.h"
@@ -299,6 +301,59 @@ std::tuple<at::Tensor, at::Tensor, int64_t> maxsim_packed_topk(
   return {scores, out_pids, n_exact};
 }
 
+// PLAID searches of several queries, one per thread of the intra-op pool (the
+// kernels inside run single-threaded there): Q and cst are lists of [Lq, dim] and
+// [C, Lq] tensors. Returns scores [n, k] (-inf padded), pids [n, k] (-1 padded) and a
+// bool [n]: true where a query had fewer than k candidates (not searched).
+std::tuple<at::Tensor, at::Tensor, at::Tensor> plaid_search_batch(
+    const std::vector<at::Tensor>& Qs, const std::vector<at::Tensor>& csts, const at::Tensor& ivf,
+    const at::Tensor& ivf_offsets, const at::Tensor& codes, const at::Tensor& residuals,
+    const at::Tensor& norms, const at::Tensor& bucket_weights, int64_t nbits,
+    const at::Tensor& doc_offsets, const std::optional<at::Tensor>& allowed, int64_t ncells,
+    double threshold, int64_t ndocs, int64_t k, int64_t lut_max_bytes) {
+  const int64_t n = static_cast<int64_t>(Qs.size());
+  TORCH_CHECK(static_cast<int64_t>(csts.size()) == n, "one centroid score matrix per query");
+  TORCH_CHECK(k >= 1 && ncells >= 1 && ndocs >= 1, "k, ncells and ndocs must be >= 1");
+  check_tensor(ivf, "ivf", at::kInt, 1);
+  check_tensor(ivf_offsets, "ivf_offsets", at::kLong, 1);
+  check_passages(doc_offsets, std::nullopt);
+  const int64_t n_docs = doc_offsets.size(0) - 1;
+  for (int64_t i = 0; i < n; ++i) {
+    check_packed(Qs[i], csts[i], codes, residuals, norms, bucket_weights, nbits);
+    TORCH_CHECK(ivf_offsets.size(0) == csts[i].size(0) + 1, "ivf_offsets must have C + 1 entries");
+  }
+  const int64_t C = ivf_offsets.size(0) - 1;
+  const int64_t* off = ivf_offsets.data_ptr<int64_t>();
+  TORCH_CHECK(C == 0 || (off[0] == 0 && off[C] == ivf.size(0)),
+              "ivf_offsets must start at 0 and end at len(ivf) = ", ivf.size(0));
+  const uint8_t* allow = nullptr;
+  if (allowed.has_value()) {
+    check_tensor(*allowed, "allowed", at::kBool, 1);
+    TORCH_CHECK(allowed->size(0) == n_docs, "allowed must have one entry per passage");
+    allow = reinterpret_cast<const uint8_t*>(allowed->data_ptr<bool>());
+  }
+  at::Tensor scores = at::full({n, k}, -std::numeric_limits<float>::infinity(), at::kFloat);
+  at::Tensor pids = at::full({n, k}, -1, at::kLong);
+  at::Tensor too_few = at::zeros({n}, at::kBool);
+  std::vector<colja::Status> status(static_cast<size_t>(n));
+  at::parallel_for(0, n, 1, [&](int64_t lo, int64_t hi) {
+    for (int64_t i = lo; i < hi; ++i) {
+      int64_t count = 0;
+      bool few = false;
+      status[i] = colja::plaid_query(
+          Qs[i].data_ptr<float>(), Qs[i].size(0), Qs[i].size(1), csts[i].data_ptr<float>(), C,
+          ivf.data_ptr<int32_t>(), off, codes.data_ptr<int32_t>(), residuals.data_ptr<uint8_t>(),
+          norms.data_ptr<float>(), codes.size(0), bucket_weights.data_ptr<float>(),
+          static_cast<int>(nbits), doc_offsets.data_ptr<int64_t>(), n_docs, allow, ncells,
+          static_cast<float>(threshold), ndocs, k, lut_max_bytes, scores.data_ptr<float>() + i * k,
+          pids.data_ptr<int64_t>() + i * k, &count, &few);
+      too_few.data_ptr<bool>()[i] = few;
+    }
+  });
+  for (const auto& st : status) raise_status(st);
+  return {scores, pids, too_few};
+}
+
 at::Tensor maxsim_dense(const at::Tensor& Q, const at::Tensor& D, const at::Tensor& doc_offsets,
                         const std::optional<at::Tensor>& pids) {
   check_tensor(Q, "Q", at::kFloat, 2);
@@ -364,6 +419,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("codes"), py::arg("residuals"), py::arg("norms"), py::arg("bucket_weights"),
         py::arg("nbits"), py::arg("doc_offsets"), py::arg("pids"), py::arg("k"),
         py::arg("lut_max_bytes"));
+  m.def("plaid_search_batch", &plaid_search_batch, rel(), py::arg("Q"), py::arg("centroid_scores_t"),
+        py::arg("ivf"), py::arg("ivf_offsets"), py::arg("codes"), py::arg("residuals"), py::arg("norms"),
+        py::arg("bucket_weights"), py::arg("nbits"), py::arg("doc_offsets"), py::arg("allowed"),
+        py::arg("ncells"), py::arg("threshold"), py::arg("ndocs"), py::arg("k"), py::arg("lut_max_bytes"));
   m.def("maxsim_dense", &maxsim_dense, rel(), py::arg("Q"), py::arg("D"), py::arg("doc_offsets"),
         py::arg("pids"));
   m.def("maxsim_decompress", &maxsim_decompress, rel(), py::arg("Q"), py::arg("codes"),

@@ -109,6 +109,18 @@ Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* 
                           float* out_scores, int64_t* out_pids, int64_t* out_count,
                           int64_t* n_exact);
 
+// One PLAID search (stage 1, stage 2 from the IVF, exact top k through
+// maxsim_packed_topk) given the query's centroid scores; allowed (n_docs bytes)
+// may be null. *too_few: fewer than k candidates (nothing written; the caller
+// widens the probe).
+Status plaid_query(const float* Q, int64_t Lq, int64_t dim, const float* cst, int64_t C,
+                   const int32_t* ivf, const int64_t* ivf_offsets, const int32_t* codes,
+                   const uint8_t* residuals, const float* norms, int64_t N,
+                   const float* bucket_weights, int nbits, const int64_t* doc_offsets,
+                   int64_t n_docs, const uint8_t* allowed, int64_t ncells, float threshold,
+                   int64_t ndocs, int64_t k, int64_t lut_max_bytes, float* out_scores,
+                   int64_t* out_pids, int64_t* out_count, bool* too_few);
+
 Status maxsim_dense(const float* Q, int64_t Lq, int64_t dim, const void* D,
                     bool d_half, int64_t N, const Passages& ps, float* out);
 

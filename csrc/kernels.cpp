@@ -1712,6 +1712,40 @@ Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* 
   return err.get();
 }
 
+Status plaid_query(const float* Q, int64_t Lq, int64_t dim, const float* cst, int64_t C,
+                   const int32_t* ivf, const int64_t* ivf_offsets, const int32_t* codes,
+                   const uint8_t* residuals, const float* norms, int64_t N,
+                   const float* bucket_weights, int nbits, const int64_t* doc_offsets,
+                   int64_t n_docs, const uint8_t* allowed, int64_t ncells, float threshold,
+                   int64_t ndocs, int64_t k, int64_t lut_max_bytes, float* out_scores,
+                   int64_t* out_pids, int64_t* out_count, bool* too_few) {
+  *out_count = 0;
+  *too_few = false;
+  std::vector<int64_t> cands(static_cast<size_t>(std::min<int64_t>(ivf_offsets[C], n_docs)));
+  int64_t m = 0;
+  Status st = candidate_pids(cst, C, Lq, ncells, ivf, ivf_offsets, n_docs, cands.data(), &m);
+  if (!st.ok()) return st;
+  if (allowed) {
+    int64_t w = 0;
+    for (int64_t i = 0; i < m; ++i)
+      if (allowed[cands[i]]) cands[w++] = cands[i];
+    m = w;
+  }
+  if (m < k) {  // the caller probes more cells (or scores every passage)
+    *too_few = true;
+    return Status{};
+  }
+  std::vector<int64_t> survivors(static_cast<size_t>(std::min(ndocs, m)));
+  int64_t n2 = 0;
+  st = prune_candidates(cst, C, Lq, ivf, ivf_offsets, n_docs, cands.data(), m, threshold, ndocs,
+                        survivors.data(), &n2);
+  if (!st.ok()) return st;
+  const Passages ps{doc_offsets, n_docs, survivors.data(), n2};
+  int64_t n_exact = 0;
+  return maxsim_packed_topk(Q, Lq, dim, cst, C, codes, residuals, norms, N, bucket_weights, nbits,
+                            ps, k, lut_max_bytes, out_scores, out_pids, out_count, &n_exact);
+}
+
 Status maxsim_dense(const float* Q, int64_t Lq, int64_t dim, const void* D, bool d_half,
                     int64_t N, const Passages& ps, float* out) {
   ErrorSlot err;

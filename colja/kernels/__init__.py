@@ -55,6 +55,7 @@ __all__ = [
     "maxsim_packed_topk",
     "maxsim_packed_topk_ref",
     "maxsim_packed_bounds",
+    "plaid_search_batch",
     "maxsim_dense",
     "maxsim_dense_ref",
     "maxsim_dense_queries",
@@ -636,6 +637,28 @@ def maxsim_packed_bounds(
         raise ValueError(f"maxsim_packed_bounds needs CPU tensors, found {args[0].device}")
     approx, bound, ok = _build.require_module("cpu").maxsim_packed_bounds(*args)
     return (approx, bound) if ok else None
+
+
+def plaid_search_batch(Qs, centroid_scores_t, ivf, ivf_offsets, codes, residuals, norms, bucket_weights, nbits,
+                       doc_offsets, allowed, ncells, threshold, ndocs, k, *, lut_max_bytes=None):
+    """PLAID searches of several queries in one call of the C++ kernels, one query per
+    thread (stage 1 :func:`candidate_pids`, stage 2 :func:`prune_candidates`, exact top k
+    :func:`maxsim_packed_topk`; the same results as calling them per query).
+
+    ``Qs``: float32 ``[Lq, dim]`` query rows (no all-zero rows); ``centroid_scores_t``:
+    their ``[C, Lq]`` scores; ``allowed``: bool ``[n_docs]`` or None. Returns
+    ``(scores [n, k], pids [n, k], too_few [n])`` (-inf / -1 padded; ``too_few``:
+    fewer than ``k`` candidates, not searched), or None without the C++ kernels."""
+    if not Qs:
+        return None
+    name, mod = _pick("auto", Qs[0].device)
+    if name != "cpp":
+        return None
+    if lut_max_bytes is None:
+        lut_max_bytes = default_lut_max_bytes()
+    return mod.plaid_search_batch([q.contiguous() for q in Qs], [c.contiguous() for c in centroid_scores_t], ivf,
+                                  ivf_offsets, codes, residuals, norms, bucket_weights, int(nbits), doc_offsets,
+                                  allowed, int(ncells), float(threshold), int(ndocs), int(k), int(lut_max_bytes))
 
 
 # ---------------------------------------------------------------------------

@@ -123,13 +123,49 @@ def search_one(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSe
 
 def search_many(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,
                 allowed: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """:func:`search_one` for every query of ``Q`` float32 [n, Lq, dim].
+    """:func:`search_one` for every query of ``Q`` float32 [n, Lq, dim], with the same results.
 
-    One query after the other: a product of the centroids with several queries
-    at once is no faster on a CPU core (the product is compute-bound) and its
-    scores would leave the cache before they are read.
+    On the CPU the C++ kernels search as many queries per call as there are threads,
+    one per thread (:func:`colja.kernels.plaid_search_batch`): threads share whole
+    queries instead of splitting each small stage. (More at once would let their
+    centroid scores, C*Lq*4 bytes each, leave the cache before they are read.)
     """
-    return [search_one(Q[i], arrays, k, settings, allowed) for i in range(Q.shape[0])]
+    out = None
+    if Q.shape[0] > 1 and not settings.exhaustive and arrays.device.type == "cpu":
+        out = _search_batched(Q, arrays, k, settings, allowed)
+    if out is None:
+        out = [search_one(Q[i], arrays, k, settings, allowed) for i in range(Q.shape[0])]
+    return out
+
+
+def _search_batched(Q, arrays: SearchArrays, k: int, settings: SearchSettings, allowed):
+    nfinal = max(settings.nfinal, k)
+    ndocs = max(settings.ndocs, nfinal)
+    if nfinal < ndocs:  # the stage-3 variant: query by query
+        return None
+    n_allowed = arrays.num_passages if allowed is None else int(allowed.sum())
+    k = min(k, n_allowed)
+    rows = [kernels.query_rows(Q[i].float()).contiguous() for i in range(Q.shape[0])]
+    out: list = [_empty(Q.device) for _ in rows]
+    todo = [i for i, q in enumerate(rows) if q.shape[0] > 0] if k > 0 else []
+    per_call = max(1, torch.get_num_threads())
+    for start in range(0, len(todo), per_call):
+        group = todo[start:start + per_call]
+        csts = [centroid_scores(rows[i], arrays.centroids) for i in group]
+        got = kernels.plaid_search_batch([rows[i] for i in group], csts, arrays.ivf, arrays.ivf_offsets, arrays.codes,
+                                         arrays.residuals, arrays.norms, arrays.bucket_weights, arrays.nbits,
+                                         arrays.doc_offsets, allowed, settings.ncells,
+                                         settings.centroid_score_threshold, ndocs, k)
+        if got is None:
+            return None
+        scores, pids, too_few = got
+        for j, i in enumerate(group):
+            if bool(too_few[j]):  # fewer than k candidates: probe wider, query by query
+                out[i] = _search_scored(rows[i], csts[j], arrays, k, settings, allowed)
+            else:
+                keep = pids[j] >= 0
+                out[i] = (scores[j][keep], pids[j][keep])
+    return out
 
 
 def _search_scored(Q: torch.Tensor, scores_t: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchSettings,

@@ -125,3 +125,31 @@ def test_settings_validation():
     assert s.ncells >= 1 and s.nfinal >= 10 and s.ndocs >= s.nfinal
     big = SearchSettings().resolve(1000, 10_000, 4096)
     assert big.nfinal >= 1000
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_search_many_equals_one_query_at_a_time(collection, threads):
+    """The batched C++ path (one query per thread) gives the query-by-query results: plain, with a filter
+    leaving fewer candidates than k (those queries widen their probe), and with an all-padding query."""
+    from colja.search.plaid import search_many
+
+    arrays, V, _ = collection
+    Qs = torch.stack([make_query(arrays, V, arrays.doc_offsets, pid, seed=pid) for pid in range(0, 300, 23)])
+    Qs[3] = 0.0  # padding only: no hit
+    allowed = torch.zeros(arrays.num_passages, dtype=torch.bool)
+    allowed[::29] = True
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for k, where in ((10, None), (10, allowed), (500, None)):
+            settings = resolved(k, arrays)
+            batch = search_many(Qs, arrays, k, settings, where)
+            for i in range(len(Qs)):
+                scores, pids = search_one(Qs[i], arrays, k, settings, where)
+                assert torch.equal(batch[i][1], pids), (k, i)
+                assert torch.equal(batch[i][0], scores)
+            assert batch[3][1].numel() == 0
+            if where is not None:
+                assert all(bool(where[p]) for _, pids in batch for p in pids)
+    finally:
+        torch.set_num_threads(old)
