@@ -8,13 +8,14 @@ than with a full-size model) and prints passages/s for length-bucketed and
 file order and their ratio.
 
 ``precision``: fp32 (the reference's exact computation: colja's fp32 vectors equal
-colbert-ai's, see tests/model/test_parity.py) against bf16 and int8
+colbert-ai's, see tests/model/test_parity.py; with ``--reference-python PY`` colbert-ai's
+own encoder is timed on the same checkpoint and texts, and its vectors compared) against bf16 and int8
 (:mod:`colja.model.precision`) on a bert-base-sized ColBERT with random weights and
 the real bert-base-japanese-v3 vocabulary (made here, no download; 12 layers, 768
 hidden) and on the shipped small model: passages/s, single-query latency, the
 ratio to fp32, and the top-10 agreement of exact MaxSim computed with each
 precision's vectors against fp32's (queries of examples/data/jaquad-sample over its
-passages, small model). ``auto`` is what this machine picks.
+passages; the first 150 for the bert-base-sized model). ``auto`` is what this machine picks.
 """
 
 from __future__ import annotations
@@ -93,7 +94,12 @@ def precision_study(args) -> None:
         base_pps = base_q = None
         reference = None
         print(f"\n{label}:")
-        print(f"{'precision':>10} {'passages/s':>11} {'x fp32':>7} {'query ms':>9} {'x fp32':>7} {'top-10 agreement':>17}")
+        ref = reference_encoder(args, path, texts, queries) if args.reference_python else None
+        if ref:
+            print(f"reference (colbert-ai {ref['version']}): {ref['passages_per_s']:.2f} passages/s, "
+                  f"{ref['query_ms']:.1f} ms per query; its fp32 vectors vs colja's: max abs diff {ref['max_diff']:.2g}")
+        print(f"{'precision':>10} {'passages/s':>11} {'x fp32':>7} {'x ref':>6} {'query ms':>9} {'x fp32':>7} {'x ref':>6} "
+              f"{'top-10 agreement':>17}")
         for precision in ("fp32", "bf16", "int8"):
             model = ColBERT.from_pretrained(path, device="cpu", precision=precision, doc_maxlen=300)
             model.encode_documents(texts[:8], show_progress=False)
@@ -101,21 +107,56 @@ def precision_study(args) -> None:
             pps = len(texts) / statistics.median(secs)
             lat = statistics.median(timed(lambda: [model.encode_queries([q]) for q in queries], args.repeats)) / len(queries)
             agreement = ""
-            if label == "colja-small-ja":
-                top = exact_top10(model.encode_queries(s_queries), model.encode_documents(s_texts, show_progress=False))
-                if reference is None:
-                    reference = top
-                agreement = f"{sum(len(a & b) for a, b in zip(top, reference)) / (10 * len(top)):.3f}"
+            n_s = len(s_texts) if label == "colja-small-ja" else min(len(s_texts), args.agreement_passages)
+            top = exact_top10(model.encode_queries(s_queries), model.encode_documents(s_texts[:n_s], show_progress=False))
+            if reference is None:
+                reference = top
+            agreement = f"{sum(len(a & b) for a, b in zip(top, reference)) / (10 * len(top)):.3f}"
             if base_pps is None:
                 base_pps, base_q = pps, lat
-            print(f"{precision:>10} {pps:11.2f} {pps / base_pps:6.2f}x {lat * 1e3:9.1f} {base_q / lat:6.2f}x {agreement:>17}",
-                  flush=True)
+            xr = f"{pps / ref['passages_per_s']:5.2f}x" if ref else "     -"
+            xq = f"{ref['query_ms'] / (lat * 1e3):5.2f}x" if ref else "     -"
+            print(f"{precision:>10} {pps:11.2f} {pps / base_pps:6.2f}x {xr} {lat * 1e3:9.1f} {base_q / lat:6.2f}x {xq} "
+                  f"{agreement:>17}", flush=True)
+
+
+def reference_encoder(args, path: Path, texts: list[str], queries: list[str]) -> dict | None:
+    """colbert-ai's encoder on the same checkpoint and texts (benchmarks/encode_reference.py, run by
+    ``--reference-python``), and the largest difference between its vectors and colja's fp32 ones."""
+    import os
+    import subprocess
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data, vecs = Path(tmp) / "texts.json", Path(tmp) / "ref.npy"
+        data.write_text(json.dumps({"passages": texts, "queries": queries}, ensure_ascii=False), encoding="utf-8")
+        cmd = [args.reference_python, str(Path(__file__).with_name("encode_reference.py")), "--model",
+               str(Path(path).resolve()), "--texts", str(data), "--threads", str(args.threads), "--repeats",
+               str(args.repeats), "--doc-maxlen", "300", "--vectors-out", str(vecs)]
+        out = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+        if out.returncode != 0:
+            print(f"reference encoder failed: {out.stderr[-1500:]}")
+            return None
+        row = json.loads(out.stdout.strip().splitlines()[-1])
+        version = subprocess.run([args.reference_python, "-c", "import importlib.metadata as m; "
+                                  "print(m.version('colbert-ai'))"], capture_output=True, text=True).stdout.strip()
+        fp32 = ColBERT.from_pretrained(path, device="cpu", precision="fp32", doc_maxlen=300)
+        mine, _ = fp32.encode_documents(texts[:4], return_flat=True, show_progress=False)
+        theirs = np.load(vecs)
+        diff = float(np.abs(mine.numpy() - theirs).max()) if theirs.shape == tuple(mine.shape) else float("inf")
+        return {**row, "version": version, "max_diff": diff}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["batching", "precision", "all"], default="all")
+    ap.add_argument("--reference-python", help="python of a venv with colbert-ai (+ fugashi, unidic-lite): time the "
+                    "reference encoder on the same checkpoints and texts in this run")
     ap.add_argument("--precision-passages", type=int, default=96, help="passages per precision row")
+    ap.add_argument("--agreement-passages", type=int, default=150,
+                    help="jaquad-sample passages searched for the bert-base-sized agreement figure (all for the small model)")
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)

@@ -58,13 +58,15 @@ class SearchSettings:
         Starts from the reference's table (k ≤ 10: 1 cell, threshold 0.5, 256
         docs; k ≤ 100: 2, 0.45, 1024; else 4, 0.4, max(4k, 4096)) and widens it:
         colja's kernels make candidate scoring cheap, so probing more cells and
-        keeping more passages — and scoring every survivor of the pruned
-        interaction exactly (``nfinal = ndocs``) — buys back the recall PLAID's
-        defaults give up (top-10 agreement with exhaustive search ≥ 0.99 on our
-        benchmarks), and small collections are searched nearly exhaustively.
+        keeping more passages — and ranking every survivor of the pruned
+        interaction by its exact score (``nfinal = ndocs``; the kernel scores
+        exactly only those a bounded approximation cannot rule out) — buys back
+        the recall PLAID's defaults give up (top-10 agreement with exhaustive
+        search ≥ 0.99 on our benchmarks), and small collections are searched
+        nearly exhaustively.
         """
         if k <= 10:
-            ncells, threshold, ndocs = 2, 0.45, 1024
+            ncells, threshold, ndocs = 2, 0.4, 768
         elif k <= 100:
             ncells, threshold, ndocs = 4, 0.4, max(1024, 8 * k)
         else:
