@@ -724,11 +724,13 @@ struct AlignedScratch {
   }
 };
 
-template <int NV>
-float lut_chunk(const float* lut, int64_t Lqp, int64_t P, const float* cst_kb, int64_t C,
+// LQP: the table's row length when known at compile time (32: one multiply-free lookup per byte), or 0.
+template <int NV, int LQP>
+float lut_chunk(const float* lut, int64_t Lqp_, int64_t P, const float* cst_kb, int64_t C,
                 int64_t Lq, int nlast, const int32_t* codes, const uint8_t* residuals,
                 const float* norms, int64_t b, int64_t e, ErrorSlot& err) {
   constexpr int S = NV <= 2 ? 4 : 2;  // independent accumulator sets (hide add latency)
+  const int64_t Lqp = LQP > 0 ? LQP : Lqp_;
   VF mx[NV];
   for (int v = 0; v < NV; ++v) mx[v] = vset1(-std::numeric_limits<float>::infinity());
   const int64_t stride = 256 * Lqp;
@@ -771,14 +773,17 @@ using LutFn = float (*)(const float*, int64_t, int64_t, const float*, int64_t, i
                         const int32_t*, const uint8_t*, const float*, int64_t, int64_t,
                         ErrorSlot&);
 
-LutFn lut_fn(int nv) {
+template <int LQP>
+LutFn lut_fn_q(int nv) {
   switch (nv) {
-    case 1: return lut_chunk<1>;
-    case 2: return lut_chunk<2>;
-    case 3: return lut_chunk<(3 <= kLutMaxNV ? 3 : 1)>;
-    default: return lut_chunk<(4 <= kLutMaxNV ? 4 : 1)>;
+    case 1: return lut_chunk<1, LQP>;
+    case 2: return lut_chunk<2, LQP>;
+    case 3: return lut_chunk<(3 <= kLutMaxNV ? 3 : 1), LQP>;
+    default: return lut_chunk<(4 <= kLutMaxNV ? 4 : 1), LQP>;
   }
 }
+
+LutFn lut_fn(int nv, int64_t Lqp) { return Lqp == 32 ? lut_fn_q<32>(nv) : lut_fn_q<0>(nv); }
 
 // ---------------------------------------------------------------------------
 // Approximate MaxSim with a proven error bound (maxsim_packed_topk).
@@ -993,6 +998,8 @@ VnniTables build_vnni_tables(const float* Q, int64_t Lq, int64_t dim, const floa
     lev[b] = std::max(-127, std::min(127, lev[b]));
     emax = std::max(emax, std::fabs(bw[b] - (c0 + beta * lev[b])));
   }
+  double levmax = 0.0;
+  for (int b = 0; b < 4; ++b) levmax = std::max(levmax, static_cast<double>(std::abs(lev[b])));
   for (int v = 0; v < 256; ++v) {
     uint32_t word = 0;
     for (int d = 0; d < 4; ++d)
@@ -1017,15 +1024,18 @@ VnniTables build_vnni_tables(const float* Q, int64_t Lq, int64_t dim, const floa
     }
     const double sigma = qmax > 0 ? qmax / 127.0 : 1.0;
     int64_t qsum = 0;
+    double dev = 0.0;  // sum_d |q_d - sigma*Qq_d|: the query's actual rounding, not its worst case
     const int64_t c = k / kApproxLanes, lane = k % kApproxLanes, h = lane / 16, l16 = lane % 16;
     for (int64_t d = 0; d < dim; ++d) {
       const int qq = std::max(-127, std::min(127, static_cast<int>(std::lround(q[d] / sigma))));
       qsum += qq;
+      dev += std::fabs(static_cast<double>(q[d]) - sigma * qq);
       vt.Qq[((c * P + d / 4) * 2 + h) * 64 + l16 * 4 + d % 4] = static_cast<int8_t>(qq);
     }
     vt.B[k] = static_cast<float>(beta * sigma);
     vt.A[k] = static_cast<float>(c0 * sum - 128.0 * beta * sigma * static_cast<double>(qsum));
-    err += emax * l1 + beta * 127.0 * sigma / 2.0 * static_cast<double>(dim);
+    // |sum_d q_d e_d| <= e_max |q|_1 and |beta sum_d lev_d (q_d - sigma Qq_d)| <= beta max|lev| sum_d |q_d - sigma Qq_d|
+    err += emax * l1 + beta * levmax * dev * (1.0 + 1e-12);
     mag += cmax + std::fabs(c0) * l1 + std::fabs(vt.A[k]) + beta * sigma * 255.0 * 127.0 * static_cast<double>(dim);
   }
   // float rounding of both paths (exact: <= P + 8 terms per lane; here: int32 -> float and 3 ops)
@@ -1587,7 +1597,7 @@ Status maxsim_packed(const float* Q, int64_t Lq, int64_t dim, const float* cst, 
           const int64_t len = std::min<int64_t>(kLutChunk, Lq - kb);
           const int nv = static_cast<int>((len + W - 1) / W);
           const int nlast = static_cast<int>(len - (nv - 1) * W);
-          total += lut_fn(nv)(L + kb, Lqp, P, cst + kb, C, Lq, nlast, codes, residuals, norms,
+          total += lut_fn(nv, Lqp)(L + kb, Lqp, P, cst + kb, C, Lq, nlast, codes, residuals, norms,
                               b, e, err);
         }
         out[i] = total;

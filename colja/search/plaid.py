@@ -21,6 +21,7 @@ fewer, the search widens and, at worst, scores every allowed passage exactly.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,9 +84,24 @@ class SearchArrays:
         return int(self.centroids.shape[0])
 
 
-def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor) -> torch.Tensor:
-    """``float32 [C, Lq]``: every centroid against every query vector."""
+def centroid_scores(Q: torch.Tensor, centroids: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """``float32 [C, Lq]``: every centroid against every query vector (into ``out`` when given)."""
+    if out is not None:
+        return torch.mm(centroids, Q.T.contiguous(), out=out)
     return torch.mm(centroids, Q.T.contiguous())  # a contiguous right operand: MKL's faster kernel
+
+
+_scratch = threading.local()
+
+
+def _score_buffers(n: int, C: int, Lq: int, device: torch.device) -> list[torch.Tensor]:
+    """``n`` reusable ``[C, Lq]`` float32 buffers of this thread: a fresh 2 MB matrix per query
+    would cost the kernel's page zeroing on every search."""
+    pool = getattr(_scratch, "pool", None)
+    if pool is None or pool[0].shape != (C, Lq) or pool[0].device != device or len(pool) < n:
+        pool = [torch.empty((C, Lq), dtype=torch.float32, device=device) for _ in range(max(n, 1))]
+        _scratch.pool = pool
+    return pool[:n]
 
 
 def candidate_pids(scores_t: torch.Tensor, ncells: int, ivf: torch.Tensor, ivf_offsets: torch.Tensor,
@@ -131,7 +147,7 @@ def search_many(Q: torch.Tensor, arrays: SearchArrays, k: int, settings: SearchS
     centroid scores, C*Lq*4 bytes each, leave the cache before they are read.)
     """
     out = None
-    if Q.shape[0] > 1 and not settings.exhaustive and arrays.device.type == "cpu":
+    if not settings.exhaustive and arrays.device.type == "cpu":
         out = _search_batched(Q, arrays, k, settings, allowed)
     if out is None:
         out = [search_one(Q[i], arrays, k, settings, allowed) for i in range(Q.shape[0])]
@@ -151,7 +167,11 @@ def _search_batched(Q, arrays: SearchArrays, k: int, settings: SearchSettings, a
     per_call = max(1, torch.get_num_threads())
     for start in range(0, len(todo), per_call):
         group = todo[start:start + per_call]
-        csts = [centroid_scores(rows[i], arrays.centroids) for i in group]
+        if len({rows[i].shape[0] for i in group}) == 1:
+            buffers = _score_buffers(len(group), arrays.num_centroids, rows[group[0]].shape[0], Q.device)
+            csts = [centroid_scores(rows[i], arrays.centroids, out=b) for i, b in zip(group, buffers)]
+        else:
+            csts = [centroid_scores(rows[i], arrays.centroids) for i in group]
         got = kernels.plaid_search_batch([rows[i] for i in group], csts, arrays.ivf, arrays.ivf_offsets, arrays.codes,
                                          arrays.residuals, arrays.norms, arrays.bucket_weights, arrays.nbits,
                                          arrays.doc_offsets, allowed, settings.ncells,
