@@ -61,9 +61,13 @@ Status centroid_interaction(const float* cst, int64_t C, int64_t Lq,
 // query vector (column), then the sorted unique passage ids of their IVF lists.
 // ivf_offsets has C + 1 entries; out receives the pids (capacity: sum of the
 // selected lists' lengths, at most ivf_offsets[C]); *out_count their number.
+// keep_out (C bytes, optional): 1 where the centroid scores >= threshold against some
+// query vector (PLAID stage 2's pruning), found in the same pass over cst; abs_max_out
+// (with keep_out): the largest |score|.
 Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n,
                       const int32_t* ivf, const int64_t* ivf_offsets, int64_t n_docs,
-                      int64_t* out, int64_t* out_count);
+                      int64_t* out, int64_t* out_count, uint8_t* keep_out = nullptr,
+                      float threshold = 0.f, float* abs_max_out = nullptr);
 
 // Returns the number of results written to out_pids / out_scores (<= nfinal).
 Status filter_candidates(const float* cst, int64_t C, int64_t Lq,
@@ -76,10 +80,11 @@ Status filter_candidates(const float* cst, int64_t C, int64_t Lq,
 // the kept centroids whose IVF list holds it (= its tokens' kept centroids when
 // the IVF is the index's); the top ndocs of pids (sorted, unique) by the summed
 // maxima (score desc, pid asc), written to out_pids sorted ascending.
+// keep (optional): the kept centroids, already known (then threshold is unused).
 Status prune_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* ivf,
                         const int64_t* ivf_offsets, int64_t n_docs, const int64_t* pids,
                         int64_t m, float threshold, int64_t ndocs, int64_t* out_pids,
-                        int64_t* out_count);
+                        int64_t* out_count, const uint8_t* keep = nullptr);
 
 // lut_max_bytes: LUT path when Lq_padded*P*256*4 <= lut_max_bytes, else the
 // decompress-then-dot path (both give the same numbers up to rounding).
@@ -101,13 +106,13 @@ Status maxsim_packed_bounds(const float* Q, int64_t Lq, int64_t dim, const float
 // The top min(k, m) of maxsim_packed over ps (score descending, ties to the
 // smaller pid): exactly top_k(maxsim_packed(...)), computed by scoring exactly
 // only the passages whose approximate upper bound reaches the k-th best lower
-// bound (*n_exact of them).
+// bound (*n_exact of them). cmax_hint: max |cst| when the caller knows it (< 0: found here).
 Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* cst,
                           int64_t C, const int32_t* codes, const uint8_t* residuals,
                           const float* norms, int64_t N, const float* bucket_weights,
                           int nbits, const Passages& ps, int64_t k, int64_t lut_max_bytes,
                           float* out_scores, int64_t* out_pids, int64_t* out_count,
-                          int64_t* n_exact);
+                          int64_t* n_exact, float cmax_hint = -1.f);
 
 // One PLAID search (stage 1, stage 2 from the IVF, exact top k through
 // maxsim_packed_topk) given the query's centroid scores; allowed (n_docs bytes)

@@ -78,6 +78,7 @@ inline VF vselect_gt(VF a, VF b, VF x, VF y) {
   return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(a, b, _CMP_GT_OQ), y, x);
 }
 inline bool vany_gt(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_GT_OQ) != 0; }
+inline bool vany_ge(VF a, VF b) { return _mm512_cmp_ps_mask(a, b, _CMP_GE_OQ) != 0; }
 
 #elif defined(__AVX2__) && defined(__FMA__)
 #define COLJA_SIMD_NAME "avx2"
@@ -88,6 +89,7 @@ alignas(64) const int32_t kMaskTable[16] = {-1, -1, -1, -1, -1, -1, -1, -1,
 inline VF vzero() { return _mm256_setzero_ps(); }
 inline VF vselect_gt(VF a, VF b, VF x, VF y) { return _mm256_blendv_ps(y, x, _mm256_cmp_ps(a, b, _CMP_GT_OQ)); }
 inline bool vany_gt(VF a, VF b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GT_OQ)) != 0; }
+inline bool vany_ge(VF a, VF b) { return _mm256_movemask_ps(_mm256_cmp_ps(a, b, _CMP_GE_OQ)) != 0; }
 inline VF vset1(float x) { return _mm256_set1_ps(x); }
 inline VF vload(const float* p) { return _mm256_loadu_ps(p); }
 inline VF vload_n(const float* p, int n) {
@@ -170,6 +172,11 @@ inline VF vselect_gt(VF a, VF b, VF x, VF y) {
 inline bool vany_gt(VF a, VF b) {
   for (int i = 0; i < W; ++i)
     if (a.v[i] > b.v[i]) return true;
+  return false;
+}
+inline bool vany_ge(VF a, VF b) {
+  for (int i = 0; i < W; ++i)
+    if (a.v[i] >= b.v[i]) return true;
   return false;
 }
 #endif
@@ -831,7 +838,7 @@ float abs_max(const float* x, int64_t n) {
 }
 
 ApproxTables build_approx_tables(const float* Q, int64_t Lq, int64_t dim, const float* bw,
-                                 int nbits, const float* cst, int64_t C) {
+                                 int nbits, const float* cst, int64_t C, float cmax_hint) {
   ApproxTables tab;
   const int64_t P = dim * nbits / 8;
   if (2 * P * 127 > 32767) return tab;  // int16 sums of 2P entries must not overflow
@@ -848,7 +855,8 @@ ApproxTables build_approx_tables(const float* Q, int64_t Lq, int64_t dim, const 
       for (int64_t k = 0; k < Lq; ++k) mx[k] = std::max(mx[k], std::fabs(hl[u * Lqp + k]));
   }
   // the largest centroid score magnitude, for the float-rounding part of the bound
-  const float cmax = abs_max(cst, C * Lq);
+  // the largest |centroid score| (for the float-rounding slack): given by the caller, or found here
+  const float cmax = cmax_hint >= 0.f ? cmax_hint : abs_max(cst, C * Lq);
   if (!std::isfinite(cmax)) return tab;
   tab.scale.assign(static_cast<size_t>(Lqp), 0.f);
   std::vector<float> inv(static_cast<size_t>(Lqp), 0.f);
@@ -977,7 +985,7 @@ struct VnniTables {
 };
 
 VnniTables build_vnni_tables(const float* Q, int64_t Lq, int64_t dim, const float* bw,
-                             const float* cst, int64_t C) {
+                             const float* cst, int64_t C, float cmax_hint) {
   VnniTables vt;
   const int nbits = 2;
   const int64_t P = dim * nbits / 8;
@@ -1006,7 +1014,8 @@ VnniTables build_vnni_tables(const float* Q, int64_t Lq, int64_t dim, const floa
       word |= static_cast<uint32_t>(lev[bucket_of(v, d, nbits)] + 128) << (8 * d);
     vt.levels[v] = static_cast<int32_t>(word);
   }
-  const float cmax = abs_max(cst, C * Lq);
+  // the largest |centroid score| (for the float-rounding slack): given by the caller, or found here
+  const float cmax = cmax_hint >= 0.f ? cmax_hint : abs_max(cst, C * Lq);
   if (!std::isfinite(cmax)) return vt;
   vt.Qq.assign(static_cast<size_t>(P * 2 * 64 * (Lqp / kApproxLanes)), 0);
   vt.A.assign(static_cast<size_t>(Lqp), 0.f);
@@ -1268,17 +1277,17 @@ const char* approx_path_name(int nbits) {
 bool approx_scores(const float* Q, int64_t Lq, int64_t dim, const float* bw, int nbits,
                    const float* cst, int64_t C, const int32_t* codes, const uint8_t* residuals,
                    const float* norms, int64_t N, const Passages& ps, float* approx, float* bound,
-                   ErrorSlot& err) {
+                   ErrorSlot& err, float cmax_hint) {
   const int64_t P = dim * nbits / 8;
 #ifdef COLJA_APPROX_VNNI
   if (nbits == 2 && dim % 4 == 0) {
-    const VnniTables vt = build_vnni_tables(Q, Lq, dim, bw, cst, C);
+    const VnniTables vt = build_vnni_tables(Q, Lq, dim, bw, cst, C, cmax_hint);
     if (!vt.ok) return false;
     vnni_many(vt, P, cst, C, Lq, codes, residuals, norms, N, ps, approx, bound, err);
     return true;
   }
 #endif
-  const ApproxTables tab = build_approx_tables(Q, Lq, dim, bw, nbits, cst, C);
+  const ApproxTables tab = build_approx_tables(Q, Lq, dim, bw, nbits, cst, C, cmax_hint);
   if (!tab.ok) return false;
   nibble_many(tab, P, cst, C, Lq, codes, residuals, norms, N, ps, approx, bound, err);
   return true;
@@ -1319,13 +1328,18 @@ Status decompress(const int32_t* codes, const uint8_t* residuals, int64_t n,
 }
 
 Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n, const int32_t* ivf,
-                      const int64_t* ivf_offsets, int64_t n_docs, int64_t* out, int64_t* out_count) {
+                      const int64_t* ivf_offsets, int64_t n_docs, int64_t* out, int64_t* out_count,
+                      uint8_t* keep_out, float threshold, float* abs_max_out) {
   *out_count = 0;
   n = std::min(n, C);
   if (n <= 0 || Lq == 0) return Status{};
   // Top n rows per column in one pass over the rows: best[j * Lq + k] is column k's j-th best.
   // A strictly greater score displaces, so among equal scores the smaller row index stays first.
   std::vector<int64_t> rows(static_cast<size_t>(n * Lq), -1);
+  if (keep_out) std::fill(keep_out, keep_out + C, uint8_t{0});
+  const VF thr = vset1(threshold), neg = vset1(-1.f);
+  VF vhi = vzero(), vlo = vzero();  // max of scores and of -scores (tail padding -inf never wins)
+  float smax = 0.f;
   if (n <= 8 && C < (int64_t{1} << 24)) {
     // SIMD: W columns at a time, row numbers carried as floats (exact below 2^24); a new score
     // takes the first slot it strictly beats and shifts the rest down.
@@ -1347,6 +1361,15 @@ Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n, const 
           v = vload(pad.data());
         } else {
           v = vload(row);
+        }
+        if (keep_out) {  // PLAID stage 2's pruning and the scores' range, in the same pass
+          if (vany_ge(v, thr)) keep_out[c] = 1;
+          if (tail) {
+            for (int64_t x = 0; x < Lq - kb; ++x) smax = std::max(smax, std::fabs(row[x]));
+          } else {
+            vhi = vmax(vhi, v);
+            vlo = vmax(vlo, vmul(v, neg));
+          }
         }
         if (!vany_gt(v, best[n - 1])) continue;  // the common case (NaN included: never selected)
         VF vi = vset1(static_cast<float>(c)), moved = vzero();
@@ -1373,6 +1396,10 @@ Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n, const 
       const float* row = cst + c * Lq;
       for (int64_t k = 0; k < Lq; ++k) {
         const float v = row[k];
+        if (keep_out) {
+          if (v >= threshold) keep_out[c] = 1;
+          smax = std::max(smax, std::fabs(v));
+        }
         if (!(v > last[k])) continue;  // the common case (NaN included: never selected)
         int64_t j = n - 1;
         while (j > 0 && v > best[(j - 1) * Lq + k]) {
@@ -1384,6 +1411,13 @@ Status candidate_pids(const float* cst, int64_t C, int64_t Lq, int64_t n, const 
         rows[j * Lq + k] = c;
       }
     }
+  }
+  if (abs_max_out) {
+    alignas(64) float hb[W], lb[W];
+    vstore(hb, vhi);
+    vstore(lb, vlo);
+    for (int x = 0; x < W; ++x) smax = std::max(smax, std::max(hb[x], lb[x]));
+    *abs_max_out = smax;
   }
   // The selected cells, each once; then their passages, sorted and unique.
   std::vector<int64_t> cells;
@@ -1460,7 +1494,8 @@ Status stage2_select(const float* cst, int64_t C, int64_t Lq, const int32_t* cod
 
 Status prune_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* ivf,
                         const int64_t* ivf_offsets, int64_t n_docs, const int64_t* pids, int64_t m,
-                        float threshold, int64_t ndocs, int64_t* out_pids, int64_t* out_count) {
+                        float threshold, int64_t ndocs, int64_t* out_pids, int64_t* out_count,
+                        const uint8_t* keep) {
   *out_count = 0;
   if (m == 0 || ndocs <= 0) return Status{};
   const int64_t Lqp = round_up(std::max<int64_t>(Lq, 1), W);
@@ -1476,17 +1511,18 @@ Status prune_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* 
   thread_local std::vector<float> mx;  // kept between calls: no page faults on every query
   mx.assign(static_cast<size_t>(m * Lqp), kMissing);
   std::vector<float> padded(static_cast<size_t>(Lqp), kMissing);
+  const VF thr = vset1(threshold);
   for (int64_t c = 0; c < C; ++c) {
     const float* row = cst + c * Lq;
-    VF best = vset1(-std::numeric_limits<float>::infinity());
-    int64_t j = 0;
-    for (; j + W <= Lq; j += W) best = vmax(best, vload(row + j));
-    alignas(64) float buf[W];
-    vstore(buf, best);
-    float top = -std::numeric_limits<float>::infinity();
-    for (int x = 0; x < W; ++x) top = std::max(top, buf[x]);
-    for (; j < Lq; ++j) top = std::max(top, row[j]);
-    if (!(top >= threshold)) continue;  // pruned
+    bool kept = false;
+    if (keep) {
+      kept = keep[c] != 0;
+    } else {
+      int64_t j = 0;
+      for (; j + W <= Lq && !kept; j += W) kept = vany_ge(vload(row + j), thr);
+      for (; j < Lq && !kept; ++j) kept = row[j] >= threshold;
+    }
+    if (!kept) continue;  // pruned: below the threshold against every query vector
     const int64_t b = ivf_offsets[c], e = ivf_offsets[c + 1];
     if (b < 0 || e < b || e > ivf_offsets[C]) return Status{StatusCode::kBadOffsets, c, b};
     std::copy(row, row + Lq, padded.begin());  // lanes >= Lq stay kMissing
@@ -1656,7 +1692,7 @@ Status maxsim_packed_bounds(const float* Q, int64_t Lq, int64_t dim, const float
   *ok = false;
   if (ps.m == 0) return Status{};
   *ok = approx_scores(Q, Lq, dim, bucket_weights, nbits, cst, C, codes, residuals, norms, N, ps,
-                      approx, bound, err);
+                      approx, bound, err, -1.f);
   return err.get();
 }
 
@@ -1664,7 +1700,7 @@ Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* 
                           const int32_t* codes, const uint8_t* residuals, const float* norms,
                           int64_t N, const float* bucket_weights, int nbits, const Passages& ps,
                           int64_t k, int64_t lut_max_bytes, float* out_scores, int64_t* out_pids,
-                          int64_t* out_count, int64_t* n_exact) {
+                          int64_t* out_count, int64_t* n_exact, float cmax_hint) {
   ErrorSlot err;
   *out_count = 0;
   *n_exact = 0;
@@ -1680,7 +1716,7 @@ Status maxsim_packed_topk(const float* Q, int64_t Lq, int64_t dim, const float* 
   if (m > std::max<int64_t>(2 * kk, 64) && Lq > 0) {
     std::vector<float> approx(static_cast<size_t>(m)), bound(static_cast<size_t>(m));
     if (approx_scores(Q, Lq, dim, bucket_weights, nbits, cst, C, codes, residuals, norms, N, ps,
-                      approx.data(), bound.data(), err)) {
+                      approx.data(), bound.data(), err, cmax_hint)) {
       if (err.set.load()) return err.get();
       std::vector<float> lower(static_cast<size_t>(m));
       for (int64_t i = 0; i < m; ++i) lower[i] = key(approx[i] - bound[i]);
@@ -1732,8 +1768,11 @@ Status plaid_query(const float* Q, int64_t Lq, int64_t dim, const float* cst, in
   *out_count = 0;
   *too_few = false;
   std::vector<int64_t> cands(static_cast<size_t>(std::min<int64_t>(ivf_offsets[C], n_docs)));
+  std::vector<uint8_t> keep(static_cast<size_t>(C));
   int64_t m = 0;
-  Status st = candidate_pids(cst, C, Lq, ncells, ivf, ivf_offsets, n_docs, cands.data(), &m);
+  float cmax = -1.f;
+  Status st = candidate_pids(cst, C, Lq, ncells, ivf, ivf_offsets, n_docs, cands.data(), &m,
+                             keep.data(), threshold, &cmax);
   if (!st.ok()) return st;
   if (allowed) {
     int64_t w = 0;
@@ -1748,12 +1787,13 @@ Status plaid_query(const float* Q, int64_t Lq, int64_t dim, const float* cst, in
   std::vector<int64_t> survivors(static_cast<size_t>(std::min(ndocs, m)));
   int64_t n2 = 0;
   st = prune_candidates(cst, C, Lq, ivf, ivf_offsets, n_docs, cands.data(), m, threshold, ndocs,
-                        survivors.data(), &n2);
+                        survivors.data(), &n2, keep.data());
   if (!st.ok()) return st;
   const Passages ps{doc_offsets, n_docs, survivors.data(), n2};
   int64_t n_exact = 0;
   return maxsim_packed_topk(Q, Lq, dim, cst, C, codes, residuals, norms, N, bucket_weights, nbits,
-                            ps, k, lut_max_bytes, out_scores, out_pids, out_count, &n_exact);
+                            ps, k, lut_max_bytes, out_scores, out_pids, out_count, &n_exact,
+                            std::isfinite(cmax) ? cmax : -1.f);
 }
 
 Status maxsim_dense(const float* Q, int64_t Lq, int64_t dim, const void* D, bool d_half,

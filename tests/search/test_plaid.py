@@ -129,9 +129,16 @@ def test_settings_validation():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_search_many_equals_one_query_at_a_time(collection, threads):
-    """The batched C++ path (one query per thread) gives the query-by-query results: plain, with a filter
-    leaving fewer candidates than k (those queries widen their probe), and with an all-padding query."""
-    from colja.search.plaid import search_many
+    """The one-call C++ path (plaid_search_batch: one query per thread, stage 2's pruning found in stage 1's
+    pass) gives the results of the stage-by-stage kernels: plain, with a filter leaving fewer candidates
+    than k (those queries widen their probe), and with an all-padding query."""
+    from colja.search.plaid import _search_scored, search_many
+
+    def stage_by_stage(q, k, settings, where):
+        q = kernels.query_rows(q).contiguous()
+        if q.shape[0] == 0:
+            return torch.empty(0), torch.empty(0, dtype=torch.long)
+        return _search_scored(q, centroid_scores(q, arrays.centroids), arrays, k, settings, where)
 
     arrays, V, _ = collection
     Qs = torch.stack([make_query(arrays, V, arrays.doc_offsets, pid, seed=pid) for pid in range(0, 300, 23)])
@@ -145,7 +152,7 @@ def test_search_many_equals_one_query_at_a_time(collection, threads):
             settings = resolved(k, arrays)
             batch = search_many(Qs, arrays, k, settings, where)
             for i in range(len(Qs)):
-                scores, pids = search_one(Qs[i], arrays, k, settings, where)
+                scores, pids = stage_by_stage(Qs[i], k, settings, where)
                 assert torch.equal(batch[i][1], pids), (k, i)
                 assert torch.equal(batch[i][0], scores)
             assert batch[3][1].numel() == 0
