@@ -11,10 +11,21 @@ file order and their ratio.
 colbert-ai's, see tests/model/test_parity.py) against bf16 and int8
 (:mod:`colja.model.precision`) on a bert-base-sized ColBERT with random weights and
 the real bert-base-japanese-v3 vocabulary (made here, no download; 12 layers, 768
-hidden) and on the shipped small model: passages/s, single-query latency, the
-ratio to fp32, and the top-10 agreement of exact MaxSim computed with each
-precision's vectors against fp32's (queries of examples/data/jaquad-sample over its
-passages, small model). ``auto`` is what this machine picks.
+hidden, HF_ColBERT format, so colbert-ai loads it too) and on the shipped small
+model: passages/s, single-query latency, the ratio to fp32 and to the reference
+encoder, and two top-10 agreements with fp32: a 2-bit colja index built from each
+precision's vectors of the timed passages, searched with the jaquad questions of
+those passages encoded in the same precision (both models); exact MaxSim over
+examples/data/jaquad-sample (small model). ``auto`` is what this machine picks.
+
+    python benchmarks/encode.py --part precision --precision-passages 200 \
+        --reference-python /path/to/ref-venv/bin/python
+
+``--reference-python``: a venv with colbert-ai 0.2.22 (``transformers<4.50``,
+``fugashi``, ``unidic-lite``); its ``Checkpoint.docFromText`` / ``queryFromText``
+encode the same texts on the same checkpoints with the same threads and batch
+size in a subprocess (``benchmarks/encode_reference.py``), and the max abs
+difference between its vectors and colja fp32's is printed first.
 """
 
 from __future__ import annotations
@@ -23,13 +34,16 @@ import argparse
 import json
 import platform
 import statistics
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 import colja
-from colja import ColBERT
+from colja import ColBERT, Index
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
@@ -76,46 +90,124 @@ def exact_top10(Q, docs) -> list[set[int]]:
     return [set(torch.stack([(q @ d.T).max(dim=1).values.sum() for d in docs]).topk(10).indices.tolist()) for q in Q]
 
 
+def agreement(got: list[set[int]], base: list[set[int]]) -> float:
+    return sum(len(a & b) for a, b in zip(got, base)) / (10 * len(base))
+
+
+def load_queries_for(n_passages: int, limit: int) -> list[str]:
+    """Questions of jaquad-dev-large whose answer passage is among its first ``n_passages``."""
+    folder = SHARED / "data" / "jaquad-dev-large"
+    with open(folder / "corpus.jsonl", encoding="utf-8") as f:
+        ids = {json.loads(line)["_id"] for line, _ in zip(f, range(n_passages))}
+    wanted = {row.split("\t")[0] for row in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]
+              if row.split("\t")[1] in ids}
+    rows = [json.loads(line) for line in (folder / "queries.jsonl").open(encoding="utf-8")]
+    return [r["text"] for r in rows if r["_id"] in wanted][:limit]
+
+
+def index_top10(docs, Q) -> list[set[int]]:
+    """Top-10 of a colja index (2-bit PLAID, default search) built from ``docs``, searched with ``Q``."""
+    with tempfile.TemporaryDirectory() as tmp:
+        index = Index.from_embeddings(docs, Path(tmp) / "index", show_progress=False)
+        pids = index.search_embeddings(Q, k=10).pids
+    return [set(int(p) for p in row if p >= 0) for row in pids]
+
+
+def run_reference(python: str, path: Path, texts: list[str], queries: list[str], args) -> tuple[dict, dict]:
+    """colbert-ai's encoder on ``texts`` / ``queries`` in its own venv (benchmarks/encode_reference.py)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        spec, out = Path(tmp) / "texts.json", Path(tmp) / "vectors.npz"
+        spec.write_text(json.dumps({"passages": texts, "queries": queries, "check": texts[:CHECK],
+                                    "check_queries": queries[:CHECK]}, ensure_ascii=False), encoding="utf-8")
+        cmd = [python, str(REPO / "benchmarks" / "encode_reference.py"), "--model", str(path), "--texts", str(spec),
+               "--out", str(out), "--threads", str(args.threads), "--bsize", str(BATCH), "--doc-maxlen", "300",
+               "--query-maxlen", "32", "--repeats", str(args.repeats)]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise SystemExit(f"the reference encoder failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+        with np.load(out) as z:
+            vectors = {name: z[name] for name in z.files}
+    return json.loads(done.stdout.strip().splitlines()[-1]), vectors
+
+
+def check_against_reference(model: ColBERT, texts: list[str], queries: list[str], ref: dict) -> str:
+    """Max abs difference of colja fp32's passage and query vectors from the reference's."""
+    flat, doclens = model.encode_documents(texts[:CHECK], batch_size=BATCH, return_flat=True, show_progress=False)
+    if not np.array_equal(doclens.numpy(), ref["doclens"]):
+        return f"doclens differ: {doclens.tolist()} vs {ref['doclens'].tolist()}"
+    Q = model.encode_queries(queries[:CHECK]).numpy()
+    return (f"colja fp32 vs reference on {CHECK} passages / {CHECK} queries: max abs diff "
+            f"{np.abs(flat.numpy() - ref['doc_embeddings']).max():.2e} (passage vectors), "
+            f"{np.abs(Q - ref['query_embeddings']).max():.2e} (query vectors)")
+
+
+CHECK = 8  # passages and queries whose vectors are compared with the reference's
+BATCH = 16
+
+
 def precision_study(args) -> None:
     from colja.model.precision import resolve_precision
 
     texts = load_passages(args.precision_passages)
-    queries = [t[:40] for t in texts[:20]]
+    questions = load_queries_for(len(texts), 100)
+    queries = questions[:20]
     sample = REPO / "examples" / "data" / "jaquad-sample"
     s_rows = [json.loads(line) for line in (sample / "corpus.jsonl").open(encoding="utf-8")]
     s_texts = [r["title"] + "\n" + r["text"] for r in s_rows]
     s_queries = [json.loads(line)["text"] for line in (sample / "queries.jsonl").open(encoding="utf-8")][:100]
     auto = resolve_precision("auto", torch.device("cpu"))
-    print(f"\nprecision: auto picks {auto!r} on this CPU; {len(texts)} passages (doc_maxlen 300), "
-          f"{len(queries)} single queries, threads={args.threads}")
-    for label, path in (("bert-base-sized (random weights)", bert_base_checkpoint()),
-                        ("colja-small-ja", REPO / "models" / "colja-small-ja")):
-        base_pps = base_q = None
-        reference = None
-        print(f"\n{label}:")
-        print(f"{'precision':>10} {'passages/s':>11} {'x fp32':>7} {'query ms':>9} {'x fp32':>7} {'top-10 agreement':>17}")
+    print(f"\nprecision: auto picks {auto!r} on this CPU; {len(texts)} passages of jaquad-dev-large "
+          f"(doc_maxlen 300, batch {BATCH}), {len(queries)} single queries, threads={args.threads}; "
+          f"index agreement: a 2-bit colja index of these passages built from each precision's vectors, "
+          f"searched (k=10) with its {len(questions)} questions encoded in the same precision, vs the fp32 index; "
+          f"exact agreement (small model): exact MaxSim on examples/data/jaquad-sample, 100 questions")
+    models = [("bert-base-sized (random weights)", bert_base_checkpoint())]
+    if not args.skip_small:
+        models.append(("colja-small-ja", REPO / "models" / "colja-small-ja"))
+    for label, path in models:
+        print(f"\n{label}:", flush=True)
+        rows = []
+        if args.reference_python:
+            ref, ref_vectors = run_reference(args.reference_python, path, texts, queries, args)
+            rows.append((f"reference colbert-ai {ref['colbert']} fp32", ref["passages_per_s"], ref["query_ms"] / 1e3, "", ""))
+        base_index = base_exact = None
         for precision in ("fp32", "bf16", "int8"):
             model = ColBERT.from_pretrained(path, device="cpu", precision=precision, doc_maxlen=300)
-            model.encode_documents(texts[:8], show_progress=False)
-            secs = timed(lambda: model.encode_documents(texts, batch_size=16, show_progress=False), args.repeats)
-            pps = len(texts) / statistics.median(secs)
+            model.encode_documents(texts[:8], show_progress=False)  # warm-up, as the reference's
+            model.encode_queries(queries[:1])
+            docs = []
+            secs = timed(lambda: docs.append(model.encode_documents(texts, batch_size=BATCH, show_progress=False)),
+                         args.repeats)
             lat = statistics.median(timed(lambda: [model.encode_queries([q]) for q in queries], args.repeats)) / len(queries)
-            agreement = ""
+            top = index_top10(docs[-1], model.encode_queries(questions))
+            base_index = base_index or top
+            exact = ""
             if label == "colja-small-ja":
-                top = exact_top10(model.encode_queries(s_queries), model.encode_documents(s_texts, show_progress=False))
-                if reference is None:
-                    reference = top
-                agreement = f"{sum(len(a & b) for a, b in zip(top, reference)) / (10 * len(top)):.3f}"
-            if base_pps is None:
-                base_pps, base_q = pps, lat
-            print(f"{precision:>10} {pps:11.2f} {pps / base_pps:6.2f}x {lat * 1e3:9.1f} {base_q / lat:6.2f}x {agreement:>17}",
-                  flush=True)
+                got = exact_top10(model.encode_queries(s_queries), model.encode_documents(s_texts, show_progress=False))
+                base_exact = base_exact or got
+                exact = f"{agreement(got, base_exact):.3f}"
+            if precision == "fp32" and args.reference_python:
+                print(check_against_reference(model, texts, queries, ref_vectors))
+            rows.append((f"colja {precision}", len(texts) / statistics.median(secs), lat,
+                         f"{agreement(top, base_index):.3f}", exact))
+        ref_pps, ref_q = rows[0][1], rows[0][2]
+        fp32 = next(r for r in rows if r[0] == "colja fp32")
+        print(f"{'encoder':>30} {'passages/s':>10} {'x ref':>6} {'x fp32':>6} {'query ms':>8} {'x ref':>6} {'x fp32':>6} "
+              f"{'index top-10 agr.':>17} {'exact top-10 agr.':>17}")
+        for name, pps, lat, index_agr, exact in rows:
+            print(f"{name:>30} {pps:10.2f} {pps / ref_pps:5.2f}x {pps / fp32[1]:5.2f}x {lat * 1e3:8.1f} "
+                  f"{ref_q / lat:5.2f}x {fp32[2] / lat:5.2f}x {index_agr:>17} {exact:>17}", flush=True)
+        if not args.reference_python:
+            print("(x ref = x fp32 without --reference-python)")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--part", choices=["batching", "precision", "all"], default="all")
     ap.add_argument("--precision-passages", type=int, default=96, help="passages per precision row")
+    ap.add_argument("--reference-python", help="the python of a venv with colbert-ai (transformers<4.50): "
+                    "its encoder is timed on the same checkpoints and texts (benchmarks/encode_reference.py)")
+    ap.add_argument("--skip-small", action="store_true", help="the bert-base-sized checkpoint only")
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
