@@ -45,8 +45,9 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    import transformers
     from importlib.metadata import version
+
+    import transformers
     from colbert.infra.config import ColBERTConfig
     from colbert.modeling.checkpoint import Checkpoint
 
