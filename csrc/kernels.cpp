@@ -475,6 +475,13 @@ inline float sum_first(const float* p, int64_t n) {
 // ---------------------------------------------------------------------------
 constexpr int kCiChunk = 64;  // query lanes per pass over the tokens
 constexpr int kCiMaxNV = kCiChunk / W;
+
+// Lane maxima summed per kCiChunk lanes, in ci_score's order (so every interaction path gives the same float).
+inline float lane_sum(const float* mx, int64_t Lq) {
+  float total = 0.f;
+  for (int64_t kb = 0; kb < Lq; kb += kCiChunk) total += sum_first(mx + kb, std::min<int64_t>(kCiChunk, Lq - kb));
+  return total;
+}
 constexpr int kPrefetch = 8;  // tokens ahead
 
 template <int NV, bool KEEP>
@@ -603,9 +610,7 @@ float ci_pruned_one(const KeptRows& kr, int64_t C, int64_t Lq, const int32_t* co
   }
   if (NV > 0)
     for (int v = 0; v < NV; ++v) vstore(mxbuf + v * W, mx[v]);
-  float total = 0.f;  // summed per kCiChunk lanes, as ci_score does
-  for (int64_t kb = 0; kb < Lq; kb += kCiChunk) total += sum_first(mxbuf + kb, std::min<int64_t>(kCiChunk, Lq - kb));
-  return total;
+  return lane_sum(mxbuf, Lq);
 }
 
 void ci_pruned_many(const float* cst, int64_t C, int64_t Lq, const int32_t* codes, int64_t N,
@@ -1464,6 +1469,26 @@ Status centroid_interaction(const float* cst, int64_t C, int64_t Lq, const int32
   return err.get();
 }
 
+// The ndocs best of m scored passages (score desc, NaN last, ties to the smaller pid),
+// written to out sorted ascending by pid; pid_of(i) is passage i's pid. Returns how many.
+template <typename PidOf>
+int64_t best_sorted(const float* scores, int64_t m, int64_t ndocs, PidOf pid_of, int64_t* out) {
+  auto key = [](float x) { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; };
+  std::vector<int64_t> idx(static_cast<size_t>(m));
+  std::iota(idx.begin(), idx.end(), int64_t{0});
+  const int64_t n = std::min(ndocs, m);
+  if (n < m) {
+    std::nth_element(idx.begin(), idx.begin() + n, idx.end(), [&](int64_t a, int64_t b) {
+      const float sa = key(scores[a]), sb = key(scores[b]);
+      if (sa != sb) return sa > sb;
+      return pid_of(a) < pid_of(b);
+    });
+  }
+  for (int64_t j = 0; j < n; ++j) out[j] = pid_of(idx[j]);
+  std::sort(out, out + n);
+  return n;
+}
+
 // PLAID stage 2: the top ndocs of ps by pruned centroid interaction (score desc,
 // pid asc), as pids sorted ascending.
 Status stage2_select(const float* cst, int64_t C, int64_t Lq, const int32_t* codes, int64_t N,
@@ -1474,21 +1499,8 @@ Status stage2_select(const float* cst, int64_t C, int64_t Lq, const int32_t* cod
   std::vector<float> s2(static_cast<size_t>(m));
   ci_many(cst, C, Lq, codes, N, ps, keep, s2.data(), err);
   if (err.set.load()) return err.get();
-  auto key = [](float s) { return std::isnan(s) ? -std::numeric_limits<float>::infinity() : s; };
-  auto pid_of = [&](int64_t i) { return ps.pids ? ps.pids[i] : i; };
-  std::vector<int64_t> idx(static_cast<size_t>(m));
-  std::iota(idx.begin(), idx.end(), int64_t{0});
-  const int64_t n2 = std::min(ndocs, m);
-  if (n2 < m) {
-    std::nth_element(idx.begin(), idx.begin() + n2, idx.end(), [&](int64_t a, int64_t b) {
-      const float sa = key(s2[a]), sb = key(s2[b]);
-      if (sa != sb) return sa > sb;
-      return pid_of(a) < pid_of(b);
-    });
-  }
-  out->resize(static_cast<size_t>(n2));
-  for (int64_t i = 0; i < n2; ++i) (*out)[i] = pid_of(idx[i]);
-  std::sort(out->begin(), out->end());
+  out->resize(static_cast<size_t>(std::min(ndocs, m)));
+  best_sorted(s2.data(), m, ndocs, [&](int64_t i) { return ps.pids ? ps.pids[i] : i; }, out->data());
   return Status{};
 }
 
@@ -1536,26 +1548,8 @@ Status prune_candidates(const float* cst, int64_t C, int64_t Lq, const int32_t* 
     }
   }
   std::vector<float> s2(static_cast<size_t>(m));
-  for (int64_t i = 0; i < m; ++i) {  // summed per kCiChunk lanes, as ci_score does
-    float total = 0.f;
-    for (int64_t kb = 0; kb < Lq; kb += kCiChunk)
-      total += sum_first(mx.data() + i * Lqp + kb, std::min<int64_t>(kCiChunk, Lq - kb));
-    s2[i] = total;
-  }
-  auto key = [](float x) { return std::isnan(x) ? -std::numeric_limits<float>::infinity() : x; };
-  std::vector<int64_t> idx(static_cast<size_t>(m));
-  std::iota(idx.begin(), idx.end(), int64_t{0});
-  const int64_t n2 = std::min(ndocs, m);
-  if (n2 < m) {
-    std::nth_element(idx.begin(), idx.begin() + n2, idx.end(), [&](int64_t a, int64_t b) {
-      const float sa = key(s2[a]), sb = key(s2[b]);
-      if (sa != sb) return sa > sb;
-      return pids[a] < pids[b];
-    });
-  }
-  for (int64_t i = 0; i < n2; ++i) out_pids[i] = pids[idx[i]];
-  std::sort(out_pids, out_pids + n2);
-  *out_count = n2;
+  for (int64_t i = 0; i < m; ++i) s2[i] = lane_sum(mx.data() + i * Lqp, Lq);
+  *out_count = best_sorted(s2.data(), m, ndocs, [&](int64_t i) { return pids[i]; }, out_pids);
   if (mx.capacity() > kKeepScratchFloats) std::vector<float>().swap(mx);  // an unusually large call
   return Status{};
 }

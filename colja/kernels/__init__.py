@@ -595,8 +595,8 @@ def maxsim_packed_topk(
     ``pids`` (arguments as there), best first, ties to the smaller pid: the same
     result as ``top_k(maxsim_packed(...), pids, k)``.
 
-    The C++ kernel scores every passage approximately first (int16 lookup tables
-    with a proven error bound, :func:`maxsim_packed_bounds`) and scores exactly
+    The C++ kernel scores every passage approximately first (int8 dot products or
+    lookup tables with a proven error bound, :func:`maxsim_packed_bounds`) and scores exactly
     only those whose upper bound reaches the k-th best lower bound — usually a
     few dozen of a thousand. ``return_exact_count=True`` also returns how many
     were scored exactly (``len(pids)`` on the other backends)."""
@@ -628,10 +628,11 @@ def maxsim_packed_bounds(
     for every passage (C++ kernels only), or None when the int16 tables cannot
     represent this query.
 
-    The residual part of each score is summed from int16 nibble tables, one scale
-    per query vector chosen so a token's sum cannot overflow: each table entry is
-    off by at most half a scale step, so a passage's MaxSim is off by at most
-    ``P * sum_k scale_k * max_t 1/norm_t`` (plus float rounding)."""
+    The residual part of each score comes from int8 arithmetic: AVX512-VNNI dot
+    products of int8 query vectors with the residuals' levels (2-bit), else int8
+    nibble tables summed in int16, one scale per query vector. Each rounding is at
+    most half a scale step, so a passage's MaxSim is off by at most the summed
+    rounding of its lanes times ``max_t 1/norm_t`` (plus float rounding)."""
     args = _packed_args(Q, centroid_scores_t, codes, residuals, norms, bucket_weights, nbits, doc_offsets, pids)
     if args[0].device.type != "cpu":
         raise ValueError(f"maxsim_packed_bounds needs CPU tensors, found {args[0].device}")
