@@ -13,15 +13,29 @@ colbert-ai's, see tests/model/test_parity.py) against bf16 and int8
 the real bert-base-japanese-v3 vocabulary (made here, no download; 12 layers, 768
 hidden, HF_ColBERT format, so colbert-ai loads it too) and on the shipped small
 model: passages/s, single-query latency, the ratio to fp32 and to the reference
-encoder, and two top-10 agreements with fp32 over the timed passages and their
-jaquad questions: a 2-bit colja index built from each precision's vectors and
-searched with queries encoded in the same precision, against the index built from
-fp32's ("index"); exact MaxSim with each precision's vectors ("exact": the
-encoder's own share), and the fp32 index's agreement with fp32 exact MaxSim.
-``auto`` is what this machine picks.
+encoder, then top-10 agreements with fp32 over the first ``--agreement-passages``
+passages and their jaquad questions (each encoded in the row's precision):
 
-    python benchmarks/encode.py --part precision --precision-passages 200 \
+* exact: exact MaxSim on the vectors, the encoder's own share of any difference;
+* codec: the vectors compressed with the fp32 index's codec (its centroids and
+  buckets), exact MaxSim over the decompressed vectors;
+* index: a 2-bit colja index trained and built from the row's vectors (default
+  search) against the one built from fp32's; and recall@10 of that index against
+  jaquad's answer passages.
+
+A row "fp32, k-means seed 124" indexes the fp32 vectors again with another seed:
+how far a 2-bit index's top 10 moves with its codec alone. ``auto`` is what this
+machine picks.
+
+    python benchmarks/encode.py --part precision --agreement-passages 1000 \
         --reference-python /path/to/ref-venv/bin/python
+    python benchmarks/encode.py --part precision --precisions fp32,int8 --cap-isa avx2 \
+        --reference-python /path/to/ref-venv/bin/python
+
+``--cap-isa avx2`` restarts the script under the instruction-set caps that PyTorch
+and its libraries honour (``ATEN_CPU_CAPABILITY``, ``MKL_ENABLE_INSTRUCTIONS``,
+``ONEDNN_MAX_CPU_ISA``, ``FBGEMM_ENABLE_INSTRUCTIONS``), the reference subprocess
+included: an AVX2-only CPU of the same make, as far as these libraries can tell.
 
 ``--reference-python``: a venv with colbert-ai 0.2.22 (``transformers<4.50``,
 ``fugashi``, ``unidic-lite``); its ``Checkpoint.docFromText`` / ``queryFromText``
@@ -34,9 +48,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -96,23 +112,42 @@ def agreement(got: list[set[int]], base: list[set[int]]) -> float:
     return sum(len(a & b) for a, b in zip(got, base)) / (10 * len(base))
 
 
-def load_queries_for(n_passages: int, limit: int) -> list[str]:
-    """Questions of jaquad-dev-large whose answer passage is among its first ``n_passages``."""
+def load_questions_for(n_passages: int, limit: int) -> tuple[list[str], list[set[int]]]:
+    """Questions of jaquad-dev-large whose answer passage is among its first ``n_passages``, with those pids."""
     folder = SHARED / "data" / "jaquad-dev-large"
     with open(folder / "corpus.jsonl", encoding="utf-8") as f:
-        ids = {json.loads(line)["_id"] for line, _ in zip(f, range(n_passages))}
-    wanted = {row.split("\t")[0] for row in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]
-              if row.split("\t")[1] in ids}
+        pid = {json.loads(line)["_id"]: i for line, i in zip(f, range(n_passages))}
+    relevant: dict[str, set[int]] = {}
+    for row in (folder / "qrels.tsv").read_text(encoding="utf-8").splitlines()[1:]:
+        qid, cid = row.split("\t")[:2]
+        if cid in pid:
+            relevant.setdefault(qid, set()).add(pid[cid])
     rows = [json.loads(line) for line in (folder / "queries.jsonl").open(encoding="utf-8")]
-    return [r["text"] for r in rows if r["_id"] in wanted][:limit]
+    rows = [r for r in rows if r["_id"] in relevant][:limit]
+    return [r["text"] for r in rows], [relevant[r["_id"]] for r in rows]
 
 
-def index_top10(docs, Q) -> list[set[int]]:
-    """Top-10 of a colja index (2-bit PLAID, default search) built from ``docs``, searched with ``Q``."""
-    with tempfile.TemporaryDirectory() as tmp:
-        index = Index.from_embeddings(docs, Path(tmp) / "index", show_progress=False)
-        pids = index.search_embeddings(Q, k=10).pids
-    return [{int(p) for p in row if p >= 0} for row in pids]
+def recall_at_10(top: list[set[int]], relevant: list[set[int]]) -> float:
+    return sum(len(t & r) / len(r) for t, r in zip(top, relevant)) / len(relevant)
+
+
+def build_index(docs, seed: int = 123) -> Index:
+    return Index.from_embeddings(docs, Path(tempfile.mkdtemp(prefix="colja-encode-")) / "index", show_progress=False,
+                                 seed=seed)
+
+
+def index_top10(index: Index, Q) -> list[set[int]]:
+    """Top-10 of a colja index (2-bit PLAID, default search) searched with ``Q``."""
+    return [{int(p) for p in row if p >= 0} for row in index.search_embeddings(Q, k=10).pids]
+
+
+def codec_top10(index: Index, docs, Q) -> list[set[int]]:
+    """Top-10 by exact MaxSim over ``docs`` compressed with ``index``'s codec (k-means centroids and buckets)."""
+    with index._pinned() as snapshot:
+        codec = snapshot.codec
+    flat = torch.cat([d.float() for d in docs])
+    codes, residuals = codec.compress(flat)
+    return exact_top10(Q, list(torch.split(codec.decompress(codes, residuals), [len(d) for d in docs])))
 
 
 def run_reference(python: str, path: Path, texts: list[str], queries: list[str], args) -> tuple[dict, dict]:
@@ -143,6 +178,8 @@ def check_against_reference(model: ColBERT, texts: list[str], queries: list[str]
             f"{np.abs(Q - ref['query_embeddings']).max():.2e} (query vectors)")
 
 
+AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
+             "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}
 CHECK = 8  # passages and queries whose vectors are compared with the reference's
 BATCH = 16
 
@@ -150,15 +187,22 @@ BATCH = 16
 def precision_study(args) -> None:
     from colja.model.precision import resolve_precision
 
-    texts = load_passages(args.precision_passages)
-    questions = load_queries_for(len(texts), 100)
+    n_agree = max(args.agreement_passages or args.precision_passages, args.precision_passages)
+    all_texts = load_passages(n_agree)
+    texts = all_texts[:args.precision_passages]
+    questions, relevant = load_questions_for(n_agree, args.questions)
     queries = questions[:20]
     auto = resolve_precision("auto", torch.device("cpu"))
-    print(f"\nprecision: auto picks {auto!r} on this CPU; {len(texts)} passages of jaquad-dev-large "
-          f"(doc_maxlen 300, batch {BATCH}), {len(queries)} single queries, threads={args.threads}.\n"
-          f"Top-10 agreement with fp32 over these passages and their {len(questions)} questions (each encoded "
-          f"in the row's precision): 'index' = a 2-bit colja index built from the row's vectors vs the one built "
-          f"from fp32's; 'exact' = exact MaxSim (the encoder's share of the difference)")
+    print(f"\nprecision: auto picks {auto!r} on this CPU; timed on {len(texts)} passages of jaquad-dev-large "
+          f"(doc_maxlen 300, batch {BATCH}) and {len(queries)} single queries, threads={args.threads}.\n"
+          f"Top-10 agreement with fp32 over the first {n_agree} passages and their {len(questions)} questions "
+          f"(each encoded in the row's precision):\n"
+          f"  exact  = exact MaxSim on the vectors (the encoder's own share of any difference)\n"
+          f"  codec  = 2-bit index with fp32's codec (its k-means centroids and buckets), searched exhaustively\n"
+          f"  index  = a 2-bit colja index trained and built from the row's vectors (default search) vs fp32's\n"
+          f"  R@10   = recall@10 of that index against jaquad's answer passages (what a user sees)\n"
+          f"The row 'fp32, k-means seed 124' is the same fp32 vectors indexed with another seed: how much\n"
+          f"a 2-bit index's top 10 moves from its codec alone.")
     models = [("bert-base-sized (random weights)", bert_base_checkpoint())]
     if not args.skip_small:
         models.append(("colja-small-ja", REPO / "models" / "colja-small-ja"))
@@ -167,9 +211,10 @@ def precision_study(args) -> None:
         rows = []
         if args.reference_python:
             ref, ref_vectors = run_reference(args.reference_python, path, texts, queries, args)
-            rows.append((f"reference colbert-ai {ref['colbert']} fp32", ref["passages_per_s"], ref["query_ms"] / 1e3, "", ""))
-        base_index = base_exact = None
-        for precision in ("fp32", "bf16", "int8"):
+            rows.append((f"reference colbert-ai {ref['colbert']} fp32", ref["passages_per_s"], ref["query_ms"] / 1e3,
+                         None))
+        base = None
+        for precision in args.precisions:
             model = ColBERT.from_pretrained(path, device="cpu", precision=precision, doc_maxlen=300)
             model.encode_documents(texts[:8], show_progress=False)  # warm-up, as the reference's
             model.encode_queries(queries[:1])
@@ -177,25 +222,38 @@ def precision_study(args) -> None:
             secs = timed(lambda: docs.append(model.encode_documents(texts, batch_size=BATCH, show_progress=False)),
                          args.repeats)
             lat = statistics.median(timed(lambda: [model.encode_queries([q]) for q in queries], args.repeats)) / len(queries)
-            Q = model.encode_queries(questions)
-            top, exact = index_top10(docs[-1], Q), exact_top10(Q, docs[-1])
+            vectors = docs[-1] + (model.encode_documents(all_texts[len(texts):], batch_size=BATCH, show_progress=False)
+                                  if n_agree > len(texts) else [])
+            Q = model.encode_queries(questions, show_progress=False)
+            index = build_index(vectors)
+            top = index_top10(index, Q)
             if precision == "fp32":
-                base_index, base_exact = top, exact
-                floor = agreement(top, exact)
+                base = {"index": index, "top": top, "exact": exact_top10(Q, vectors), "codec": codec_top10(index, vectors, Q)}
+                seeded = index_top10(build_index(vectors, seed=124), Q)
                 if args.reference_python:
                     print(check_against_reference(model, texts, queries, ref_vectors))
-            rows.append((f"colja {precision}", len(texts) / statistics.median(secs), lat,
-                         f"{agreement(top, base_index):.3f}", f"{agreement(exact, base_exact):.3f}"))
-        ref_pps, ref_q = rows[0][1], rows[0][2]
-        fp32 = next(r for r in rows if r[0] == "colja fp32")
+            agree = None
+            if base is not None:
+                agree = (agreement(exact_top10(Q, vectors), base["exact"]),
+                         agreement(codec_top10(base["index"], vectors, Q), base["codec"]),
+                         agreement(top, base["top"]), recall_at_10(top, relevant))
+            rows.append((f"colja {precision}", len(texts) / statistics.median(secs), lat, agree))
+            if precision == "fp32":
+                rows.append(("fp32, k-means seed 124", None, None,
+                             (1.0, None, agreement(seeded, top), recall_at_10(seeded, relevant))))
+        first = rows[0]
+        fp32 = next((r for r in rows if r[0] == "colja fp32"), first)
         print(f"{'encoder':>30} {'passages/s':>10} {'x ref':>6} {'x fp32':>6} {'query ms':>8} {'x ref':>6} {'x fp32':>6} "
-              f"{'index agr.':>10} {'exact agr.':>10}")
-        for name, pps, lat, index_agr, exact in rows:
-            print(f"{name:>30} {pps:10.2f} {pps / ref_pps:5.2f}x {pps / fp32[1]:5.2f}x {lat * 1e3:8.1f} "
-                  f"{ref_q / lat:5.2f}x {fp32[2] / lat:5.2f}x {index_agr:>10} {exact:>10}", flush=True)
-        print(f"(the fp32 index's own top-10 agreement with fp32 exact MaxSim: {floor:.3f})")
+              f"{'exact':>6} {'codec':>6} {'index':>6} {'R@10':>6}")
+        for name, pps, lat, agree in rows:
+            speed = (f"{pps:10.2f} {pps / first[1]:5.2f}x {pps / fp32[1]:5.2f}x {lat * 1e3:8.1f} "
+                     f"{first[2] / lat:5.2f}x {fp32[2] / lat:5.2f}x") if pps else " " * 54
+            cells = " ".join("      " if a is None else f"{a:6.3f}" for a in agree) if agree else ""
+            print(f"{name:>30} {speed} {cells}", flush=True)
+        print(f"(the fp32 index's own top-10 agreement with fp32 exact MaxSim: {agreement(base['top'], base['exact']):.3f})"
+              if base else "")
         if not args.reference_python:
-            print("(x ref = x fp32 without --reference-python)")
+            print("(x ref = x the first row without --reference-python)")
 
 
 def main() -> None:
@@ -205,6 +263,14 @@ def main() -> None:
     ap.add_argument("--reference-python", help="the python of a venv with colbert-ai (transformers<4.50): "
                     "its encoder is timed on the same checkpoints and texts (benchmarks/encode_reference.py)")
     ap.add_argument("--skip-small", action="store_true", help="the bert-base-sized checkpoint only")
+    ap.add_argument("--precisions", default="fp32,bf16,int8",
+                    help="comma-separated rows of the precision part (fp32 first: it is the agreement baseline)")
+    ap.add_argument("--agreement-passages", type=int, default=0,
+                    help="passages of the agreement columns (default: the timed ones; more are encoded untimed)")
+    ap.add_argument("--questions", type=int, default=400, help="at most this many questions for the agreement columns")
+    ap.add_argument("--cap-isa", choices=["avx2"], help="re-run under PyTorch's instruction-set caps "
+                    "(ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA, FBGEMM_ENABLE_INSTRUCTIONS), "
+                    "the reference subprocess included: how an AVX2-only CPU of the same make fares")
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -213,12 +279,17 @@ def main() -> None:
     ap.add_argument("--doc-maxlen", type=int, default=300,
                     help="the fixture's own doc_maxlen is 64, which cuts nearly every passage; 300 is JaColBERTv2.5's")
     args = ap.parse_args()
+    args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
+    if args.cap_isa and os.environ.get("ATEN_CPU_CAPABILITY") != "avx2":
+        os.environ.update(AVX2_CAPS)  # read when torch and its libraries load: start again under them
+        os.execv(sys.executable, [sys.executable, *sys.argv])
     torch.set_num_threads(args.threads)
     import warnings
 
     warnings.simplefilter("ignore", colja.TruncationWarning)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    print(f"CPU: {cpu}")
+    caps = " ".join(f"{k}={os.environ[k]}" for k in AVX2_CAPS if k in os.environ)
+    print(f"CPU: {cpu}; PyTorch uses {torch.backends.cpu.get_cpu_capability()}" + (f" (capped: {caps})" if caps else ""))
     if args.part in ("precision", "all"):
         precision_study(args)
     if args.part == "precision":

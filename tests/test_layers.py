@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "colja"
 #: bottom to top; a module may import its own layer's other packages only where listed in SIBLINGS
 LAYERS: list[set[str]] = [
     {"colja.errors", "colja._atomic", "colja._lazy", "colja._progress", "colja._validation", "colja._jsonl",
-     "colja._version", "colja._device", "colja._hub", "colja._warnings"},
+     "colja._version", "colja._device", "colja._hub", "colja._warnings", "colja._allocator"},
     {"colja.kernels", "colja.text"},
     {"colja.model", "colja.firststage"},
     {"colja.index"},

@@ -237,11 +237,16 @@ class IndexSnapshot:
         pin, self._reader_lock = self._reader_lock, None
         unpin_generation(pin)
 
-    def __del__(self) -> None:  # an Index dropped without close(): let writers remove the generation
+    # An Index dropped without close(): let writers remove the generation. os.close is bound here because
+    # at interpreter exit module globals may already be None when this runs.
+    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
         pin = getattr(self, "_reader_lock", None)
         if pin is not None:
             self._reader_lock = None
-            unpin_generation(pin)
+            try:
+                _close(pin)  # releases the lock, as unpin_generation does
+            except OSError:
+                pass
 
     def __repr__(self) -> str:
         return (f"IndexSnapshot({str(self.generation)!r}, passages={self.num_passages}, "

@@ -20,6 +20,7 @@ from colja._warnings import warn_at_caller
 from colja.errors import ModelLoadError, TruncationWarning
 from colja.model import loading
 from colja.model.settings import ColBERTSettings
+from colja._allocator import tune_cpu_allocator
 from colja.model.precision import apply_precision, resolve_precision
 from colja.model.tokenization import (
     SpecialIds,
@@ -125,6 +126,8 @@ class ColBERT(nn.Module):
         model.eval()
         logger.info("loaded %s (%s layout) from %s", name_or_path, ckpt.layout, folder)
         model.to_device(device, dtype)
+        if model.device.type == "cpu":
+            tune_cpu_allocator()
         if dtype is None:
             chosen = resolve_precision(precision, model.device)
             if chosen != "fp32":

@@ -1,12 +1,15 @@
 """Numeric precision of the encoder on the CPU: fp32, bf16 or int8, chosen per machine.
 
-Measured on a bert-base-sized ColBERT (2 threads, Intel Xeon with AMX): bf16
-weights encode passages 3.8x and queries 1.9x faster than fp32, int8 dynamic
-quantisation of the backbone's linear layers 1.9x / 2.4x; the vectors keep a
-mean token cosine of 0.9999 (bf16) and 0.999 (int8) with fp32
-(``benchmarks/encode.py``). bf16 is fast only where the CPU computes it natively
-(AMX-BF16 or AVX512-BF16); elsewhere int8 (AVX2 with PyTorch's x86/fbgemm
-engine) is the fast path.
+Measured on a bert-base-sized ColBERT against the reference encoder (colbert-ai,
+fp32; 2 threads, 2-core Intel Xeon with AVX-512 and AMX; ``benchmarks/encode.py
+--part precision``): passages/s 4.9x in bf16 and 3.5x in int8 (oneDNN's AMX-INT8
+engine), single queries 2.0x / 2.4x; with PyTorch capped to AVX2 (``--cap-isa
+avx2``), int8 (fbgemm) about 1.9x / 2.1x. The vectors keep a mean token cosine of
+0.9999 with fp32, and exact-MaxSim top-10 agreement with fp32 of 0.997 (bf16) /
+0.995 (int8) on the small model. bf16 is fast only where the CPU computes it
+natively (AMX-BF16 or AVX512-BF16, not capped by ``$ONEDNN_MAX_CPU_ISA`` /
+``$ATEN_CPU_CAPABILITY``); elsewhere int8 (AVX2) is the fast path. Both fast
+paths compute the feed-forward GELU in place.
 
 ``precision="auto"`` (the default of :meth:`colja.ColBERT.from_pretrained`)
 picks bf16, then int8, then fp32 for the CPU, and fp32 on GPUs (use
@@ -41,15 +44,29 @@ def cpu_flags() -> frozenset[str]:
     return frozenset()
 
 
+# oneDNN ISA names (``$ONEDNN_MAX_CPU_ISA``) under which it has no native bf16 path.
+_ONEDNN_BELOW_BF16 = frozenset({"sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core", "avx512_core_vnni"})
+
+
+def isa_capped_below_bf16() -> bool:
+    """Whether the environment caps PyTorch below native bf16 (``$ONEDNN_MAX_CPU_ISA`` /
+    ``$DNNL_MAX_CPU_ISA`` under AVX512_CORE_BF16, or ``$ATEN_CPU_CAPABILITY`` avx2/default),
+    as when a build is tried for AVX2-only machines: bf16 then runs emulated, many times slower."""
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA"):
+        if os.environ.get(name, "").strip().lower() in _ONEDNN_BELOW_BF16:
+            return True
+    return os.environ.get("ATEN_CPU_CAPABILITY", "").strip().lower() in ("avx2", "default")
+
+
 def native_bf16() -> bool:
-    """Whether the CPU computes bf16 matrix products natively (AMX-BF16 or AVX512-BF16)."""
-    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags())
+    """Whether the CPU computes bf16 matrix products natively (AMX-BF16 or AVX512-BF16, not capped)."""
+    return bool({"amx_bf16", "avx512_bf16"} & cpu_flags()) and not isa_capped_below_bf16()
 
 
 def fast_int8() -> bool:
     """Whether PyTorch has a fast x86 int8 engine here (it needs AVX2)."""
     engines = set(torch.backends.quantized.supported_engines)
-    return bool({"x86", "fbgemm"} & engines) and "avx2" in cpu_flags()
+    return bool({"onednn", "x86", "fbgemm"} & engines) and "avx2" in cpu_flags()
 
 
 def resolve_precision(precision: str | None, device: torch.device) -> str:
@@ -71,13 +88,49 @@ def resolve_precision(precision: str | None, device: torch.device) -> str:
     return value
 
 
+def int8_engine() -> str:
+    """PyTorch's quantized engine for int8: oneDNN where the CPU has AMX-INT8 (1.4x fbgemm's passages/s there),
+    else x86 / fbgemm (oneDNN's single queries are up to 1.6x slower on AVX2; passages within 5 %)."""
+    engines = torch.backends.quantized.supported_engines
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", os.environ.get("DNNL_MAX_CPU_ISA", "")).strip().lower()
+    if "onednn" in engines and "amx_int8" in cpu_flags() and capped in ("", "all", "avx512_core_amx",
+                                                                          "avx512_core_amx_fp16", "avx10_1_512_amx"):
+        return "onednn"
+    return next((e for e in ("x86", "fbgemm", "onednn") if e in engines), engines[0])
+
+
+class InplaceGELU(nn.Module):
+    """Exact (erf) GELU written over its input when no gradient is recorded: the feed-forward layer's
+    intermediate activation is used once, so this saves allocating and writing a second one."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return nn.functional.gelu(x)
+        return torch._C._nn.gelu_(x)
+
+
+def inplace_activations(backbone: nn.Module) -> int:
+    """Swap the exact GELUs of BERT-style feed-forward layers (``intermediate_act_fn``) for :class:`InplaceGELU`;
+    the number swapped (same values: the same kernel, written in place)."""
+    swapped = 0
+    for module in backbone.modules():
+        act = getattr(module, "intermediate_act_fn", None)
+        if type(act).__name__ == "GELUActivation" and getattr(act, "act", None) is nn.functional.gelu:
+            module.intermediate_act_fn = InplaceGELU()
+            swapped += 1
+    return swapped
+
+
 def apply_precision(backbone: nn.Module, precision: str) -> nn.Module:
-    """``backbone`` in ``precision`` (int8: its linear layers dynamically quantised; a new module)."""
+    """``backbone`` in ``precision`` (int8: its linear layers dynamically quantised; a new module).
+
+    The fast precisions also compute their feed-forward GELUs in place (:func:`inplace_activations`)."""
+    if precision in ("bf16", "int8"):
+        inplace_activations(backbone)
     if precision == "bf16":
         return backbone.to(torch.bfloat16)
     if precision == "int8":
-        engine = "x86" if "x86" in torch.backends.quantized.supported_engines else "fbgemm"
-        torch.backends.quantized.engine = engine
+        torch.backends.quantized.engine = int8_engine()
         with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao
             warnings.simplefilter("ignore", DeprecationWarning)
             warnings.simplefilter("ignore", UserWarning)
@@ -85,5 +138,5 @@ def apply_precision(backbone: nn.Module, precision: str) -> nn.Module:
     return backbone
 
 
-__all__ = ["PRECISIONS", "PRECISION_ENV", "apply_precision", "cpu_flags", "fast_int8", "native_bf16",
-           "resolve_precision"]
+__all__ = ["PRECISIONS", "PRECISION_ENV", "InplaceGELU", "apply_precision", "cpu_flags", "fast_int8",
+           "inplace_activations", "int8_engine", "isa_capped_below_bf16", "native_bf16", "resolve_precision"]

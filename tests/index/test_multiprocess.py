@@ -102,3 +102,28 @@ def test_readers_never_fail_while_a_process_writes(tmp_path, monkeypatch):
     monkeypatch.setenv("COLJA_GENERATION_GRACE_S", "0")
     index.delete(["d0"])
     assert sorted(p.name for p in path.iterdir() if p.name.startswith("gen-")) == [index.generation.name]
+
+
+
+def test_a_snapshot_dropped_at_interpreter_exit_releases_its_pin(tmp_path, monkeypatch):
+    """At exit, module globals may be None before a snapshot's __del__ runs: it must still close its pin, quietly."""
+    import colja.index.snapshot as snapshot_module
+    import colja.index.store as store_module
+
+    Index.from_embeddings(clustered_docs(40, seed=3), tmp_path / "index", show_progress=False)
+    index = Index.load(tmp_path / "index")
+    with index._pinned() as snapshot:
+        fd = snapshot._reader_lock
+    assert fd is not None
+    os.fstat(fd)  # open
+    monkeypatch.setattr(snapshot_module, "unpin_generation", None)  # as interpreter shutdown leaves globals
+    monkeypatch.setattr(store_module, "unpin_generation", None)
+    monkeypatch.setattr(snapshot_module, "os", None)
+    snapshot.__del__()
+    assert snapshot._reader_lock is None
+    try:
+        os.fstat(fd)
+        closed = False
+    except OSError:
+        closed = True
+    assert closed

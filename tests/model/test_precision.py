@@ -43,6 +43,21 @@ def test_auto_follows_the_cpu(flags, monkeypatch):
     assert prec.resolve_precision("int8", cpu) == "int8"  # an explicit argument beats the environment
 
 
+@pytest.mark.parametrize("cap", [("ONEDNN_MAX_CPU_ISA", "AVX2"), ("DNNL_MAX_CPU_ISA", "avx512_core_vnni"),
+                                 ("ATEN_CPU_CAPABILITY", "avx2")])
+def test_auto_respects_isa_caps(flags, monkeypatch, cap):
+    """Capped to AVX2 (how a build is tried for AVX2-only machines), bf16 would run emulated: auto takes int8."""
+    flags("avx2", "avx512f", "avx512_bf16", "amx_bf16")
+    for name in ("ONEDNN_MAX_CPU_ISA", "DNNL_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.delenv(name, raising=False)
+    assert prec.resolve_precision("auto", torch.device("cpu")) == "bf16"
+    monkeypatch.setenv(*cap)
+    expected = "int8" if {"x86", "fbgemm"} & set(torch.backends.quantized.supported_engines) else "fp32"
+    assert prec.resolve_precision("auto", torch.device("cpu")) == expected
+    monkeypatch.setenv(cap[0], "AVX512_CORE_AMX")
+    assert prec.resolve_precision("auto", torch.device("cpu")) == "bf16"
+
+
 def test_bad_precisions_are_refused(flags, monkeypatch):
     with pytest.raises(ValueError, match="precision must be one of"):
         prec.resolve_precision("fp16", torch.device("cpu"))
@@ -93,3 +108,52 @@ def test_fast_encoders_rank_like_fp32(tmp_path):
         assert agreement >= 0.99, (precision, agreement)
         index = Index.build(texts[:40], tmp_path / precision, model=model)
         assert index.manifest["model"]["precision"] == precision
+
+
+def test_int8_engine_follows_the_cpu(flags, monkeypatch):
+    engines = torch.backends.quantized.supported_engines
+    plain = next(e for e in ("x86", "fbgemm", "onednn", engines[0]) if e in engines)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    flags("avx2", "avx512f", "avx512_vnni")
+    assert prec.int8_engine() == plain
+    flags("avx2", "avx512f", "avx512_vnni", "amx_int8", "amx_tile")
+    assert prec.int8_engine() == ("onednn" if "onednn" in engines else plain)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")
+    assert prec.int8_engine() == plain
+    fast = ColBERT.from_pretrained(FIXTURE_MODEL, device="cpu", precision="int8")
+    assert fast.precision == "int8" and torch.backends.quantized.engine == prec.int8_engine()
+
+
+def test_inplace_gelu_gives_the_same_vectors():
+    """The fast paths' in-place feed-forward GELU changes no value, and keeps gradients when they are recorded."""
+    model = ColBERT.from_pretrained(SMALL_MODEL, device="cpu", precision="fp32")
+    texts = ["ｶﾀｶﾅと全角ＡＢＣと😀", "東京駅から新大阪駅までの新幹線の所要時間を教えてください。" * 5, ""]
+    before = model.encode_documents(texts)
+    layers = len(model.bert.encoder.layer)
+    assert prec.inplace_activations(model.bert) == layers
+    assert prec.inplace_activations(model.bert) == 0  # already swapped
+    after = model.encode_documents(texts)
+    assert all(torch.equal(a, b) for a, b in zip(before, after))
+    x = torch.randn(4, 8, requires_grad=True)
+    y = prec.InplaceGELU()(x)
+    y.sum().backward()
+    assert torch.equal(y, torch.nn.functional.gelu(x)) and x.grad is not None
+    with torch.inference_mode():
+        z = torch.randn(4, 8)
+        expected = torch.nn.functional.gelu(z)
+        assert prec.InplaceGELU()(z) is z and torch.equal(z, expected)
+
+
+def test_allocator_tuning(monkeypatch):
+    import platform
+
+    from colja import _allocator
+
+    _allocator.tune_cpu_allocator.cache_clear()
+    monkeypatch.setenv(_allocator.ENV, "0")
+    assert _allocator.tune_cpu_allocator() is False
+    _allocator.tune_cpu_allocator.cache_clear()
+    monkeypatch.delenv(_allocator.ENV)
+    glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
+    assert _allocator.tune_cpu_allocator() is glibc
