@@ -180,6 +180,9 @@ def check_against_reference(model: ColBERT, texts: list[str], queries: list[str]
 
 AVX2_CAPS = {"ATEN_CPU_CAPABILITY": "avx2", "MKL_ENABLE_INSTRUCTIONS": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2",
              "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}
+ISA_CAPS = {"avx2": AVX2_CAPS,  # Haswell to Alder Lake, Zen 1-3
+            "avx512-vnni": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"},  # Ice Lake, Cascade Lake
+            "avx512-bf16": {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_BF16"}}  # Zen 4, Cooper Lake: bf16 without AMX
 CHECK = 8  # passages and queries whose vectors are compared with the reference's
 BATCH = 16
 
@@ -268,9 +271,9 @@ def main() -> None:
     ap.add_argument("--agreement-passages", type=int, default=0,
                     help="passages of the agreement columns (default: the timed ones; more are encoded untimed)")
     ap.add_argument("--questions", type=int, default=400, help="at most this many questions for the agreement columns")
-    ap.add_argument("--cap-isa", choices=["avx2"], help="re-run under PyTorch's instruction-set caps "
-                    "(ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA, FBGEMM_ENABLE_INSTRUCTIONS), "
-                    "the reference subprocess included: how an AVX2-only CPU of the same make fares")
+    ap.add_argument("--cap-isa", choices=sorted(ISA_CAPS), help="re-run under PyTorch's instruction-set caps "
+                    "(avx2: ATEN_CPU_CAPABILITY, MKL_ENABLE_INSTRUCTIONS, ONEDNN_MAX_CPU_ISA, FBGEMM_ENABLE_INSTRUCTIONS; "
+                    "avx512-*: oneDNN's), the reference subprocess included: how a CPU with only that ISA fares")
     ap.add_argument("--passages", type=int, default=2000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--threads", type=int, default=2)
@@ -280,16 +283,17 @@ def main() -> None:
                     help="the fixture's own doc_maxlen is 64, which cuts nearly every passage; 300 is JaColBERTv2.5's")
     args = ap.parse_args()
     args.precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]
-    if args.cap_isa and os.environ.get("ATEN_CPU_CAPABILITY") != "avx2":
-        os.environ.update(AVX2_CAPS)  # read when torch and its libraries load: start again under them
+    caps = ISA_CAPS.get(args.cap_isa or "", {})
+    if any(os.environ.get(k) != v for k, v in caps.items()):
+        os.environ.update(caps)  # read when torch and its libraries load: start again under them
         os.execv(sys.executable, [sys.executable, *sys.argv])
     torch.set_num_threads(args.threads)
     import warnings
 
     warnings.simplefilter("ignore", colja.TruncationWarning)
     cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
-    caps = " ".join(f"{k}={os.environ[k]}" for k in AVX2_CAPS if k in os.environ)
-    print(f"CPU: {cpu}; PyTorch uses {torch.backends.cpu.get_cpu_capability()}" + (f" (capped: {caps})" if caps else ""))
+    capped = " ".join(f"{k}={os.environ[k]}" for k in AVX2_CAPS if k in os.environ)
+    print(f"CPU: {cpu}; PyTorch uses {torch.backends.cpu.get_cpu_capability()}" + (f" (capped: {capped})" if capped else ""))
     if args.part in ("precision", "all"):
         precision_study(args)
     if args.part == "precision":

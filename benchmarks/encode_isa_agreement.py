@@ -23,8 +23,18 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from encode import (AVX2_CAPS, REPO, agreement, build_index, codec_top10, exact_top10, index_top10,  # noqa: E402
-                    load_passages, load_questions_for, recall_at_10)
+from encode import (
+    AVX2_CAPS,
+    REPO,
+    agreement,
+    build_index,
+    codec_top10,
+    exact_top10,
+    index_top10,
+    load_passages,
+    load_questions_for,
+    recall_at_10,
+)
 
 
 def encode(model: str, n: int, questions: int, out: Path) -> None:

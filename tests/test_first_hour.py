@@ -50,7 +50,13 @@ def test_cold_kernel_cache_says_so_on_stderr_and_kernels_build_does_it_ahead(tmp
     again = colja("stats", str(index), env=cache)
     assert again.returncode == 0 and "compiling" not in again.stderr  # built once, never again
     info = colja("kernels", "info", "--json", env=cache)
-    assert json.loads(info.stdout.splitlines()[0])["backend"] == "cpp"
+    lines = [json.loads(line) for line in info.stdout.splitlines()]
+    assert lines[0]["backend"] == "cpp"
+    from colja.model.precision import resolve_precision
+
+    assert lines[-1]["kind"] == "encoder" and lines[-1]["precision"] == resolve_precision("auto", __import__("torch").device("cpu"))
+    plain = colja("kernels", "info", env={**cache, "COLJA_PRECISION": "fp32"})
+    assert "encoder: fp32 on this CPU" in plain.stdout
     quiet = colja("-q", "kernels", "build", env={"COLJA_CACHE_DIR": str(tmp_path / "other")})
     assert quiet.returncode == 0 and "compiling" not in quiet.stderr
 

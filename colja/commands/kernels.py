@@ -27,13 +27,30 @@ def cmd_kernels(args) -> int:
             where = info.get("path", "")
             print(f"{kind}: {info['backend']}" + (f" [{info.get('simd')}]" if info.get("simd") else "")
                   + (f", {where}" if where else "") + f" ({time.perf_counter() - t:.1f} s)")
+    _encoder_line(args.json)
     return status
+
+
+def _encoder_line(as_json: bool) -> None:
+    """Which precision ``precision="auto"`` gives the encoder on this CPU (not a kernel, asked about alongside)."""
+    import torch
+
+    from colja.model.precision import PRECISION_ENV, int8_engine, resolve_precision
+
+    chosen = resolve_precision("auto", torch.device("cpu"))
+    engine = int8_engine() if chosen == "int8" else None
+    if as_json:
+        print(json.dumps({"kind": "encoder", "precision": chosen, **({"int8_engine": engine} if engine else {})}))
+    else:
+        print(f"encoder: {chosen} on this CPU" + (f" ({engine} engine)" if engine else "")
+              + f" when precision='auto' (force one with precision= or ${PRECISION_ENV})")
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("kernels", help="build the C++ (and CUDA) kernels ahead of time, or show which are in use",
                        description="Build the compiled kernels now (servers and CI images then never pay the "
-                                   "one-time compile on a first request), or show the backend in use.")
+                                   "one-time compile on a first request), or show the backend in use "
+                                   "and the encoder precision this CPU gets.")
     p.add_argument("action", choices=("build", "info"), help="build: compile now if needed; info: show the backend")
     p.add_argument("--cuda", action="store_true", help="also the CUDA kernels (needs a GPU)")
     p.add_argument("--json", action="store_true", help="one JSON line per kind")
