@@ -131,9 +131,9 @@ def recall_at_10(top: list[set[int]], relevant: list[set[int]]) -> float:
     return sum(len(t & r) / len(r) for t, r in zip(top, relevant)) / len(relevant)
 
 
-def build_index(docs, seed: int = 123) -> Index:
-    return Index.from_embeddings(docs, Path(tempfile.mkdtemp(prefix="colja-encode-")) / "index", show_progress=False,
-                                 seed=seed)
+def build_index(docs, root: Path, seed: int = 123) -> Index:
+    """A default 2-bit index of ``docs`` in a new folder under ``root`` (the caller removes ``root``)."""
+    return Index.from_embeddings(docs, Path(tempfile.mkdtemp(dir=root)) / "index", show_progress=False, seed=seed)
 
 
 def index_top10(index: Index, Q) -> list[set[int]]:
@@ -210,53 +210,59 @@ def precision_study(args) -> None:
     if not args.skip_small:
         models.append(("colja-small-ja", REPO / "models" / "colja-small-ja"))
     for label, path in models:
-        print(f"\n{label}:", flush=True)
-        rows = []
-        if args.reference_python:
-            ref, ref_vectors = run_reference(args.reference_python, path, texts, queries, args)
-            rows.append((f"reference colbert-ai {ref['colbert']} fp32", ref["passages_per_s"], ref["query_ms"] / 1e3,
-                         None))
-        base = None
-        for precision in args.precisions:
-            model = ColBERT.from_pretrained(path, device="cpu", precision=precision, doc_maxlen=300)
-            model.encode_documents(texts[:8], show_progress=False)  # warm-up, as the reference's
-            model.encode_queries(queries[:1])
-            docs = []
-            secs = timed(lambda: docs.append(model.encode_documents(texts, batch_size=BATCH, show_progress=False)),
-                         args.repeats)
-            lat = statistics.median(timed(lambda: [model.encode_queries([q]) for q in queries], args.repeats)) / len(queries)
-            vectors = docs[-1] + (model.encode_documents(all_texts[len(texts):], batch_size=BATCH, show_progress=False)
-                                  if n_agree > len(texts) else [])
-            Q = model.encode_queries(questions, show_progress=False)
-            index = build_index(vectors)
-            top = index_top10(index, Q)
-            if precision == "fp32":
-                base = {"index": index, "top": top, "exact": exact_top10(Q, vectors), "codec": codec_top10(index, vectors, Q)}
-                seeded = index_top10(build_index(vectors, seed=124), Q)
-                if args.reference_python:
-                    print(check_against_reference(model, texts, queries, ref_vectors))
-            agree = None
-            if base is not None:
-                agree = (agreement(exact_top10(Q, vectors), base["exact"]),
-                         agreement(codec_top10(base["index"], vectors, Q), base["codec"]),
-                         agreement(top, base["top"]), recall_at_10(top, relevant))
-            rows.append((f"colja {precision}", len(texts) / statistics.median(secs), lat, agree))
-            if precision == "fp32":
-                rows.append(("fp32, k-means seed 124", None, None,
-                             (1.0, None, agreement(seeded, top), recall_at_10(seeded, relevant))))
-        first = rows[0]
-        fp32 = next((r for r in rows if r[0] == "colja fp32"), first)
-        print(f"{'encoder':>30} {'passages/s':>10} {'x ref':>6} {'x fp32':>6} {'query ms':>8} {'x ref':>6} {'x fp32':>6} "
-              f"{'exact':>6} {'codec':>6} {'index':>6} {'R@10':>6}")
-        for name, pps, lat, agree in rows:
-            speed = (f"{pps:10.2f} {pps / first[1]:5.2f}x {pps / fp32[1]:5.2f}x {lat * 1e3:8.1f} "
-                     f"{first[2] / lat:5.2f}x {fp32[2] / lat:5.2f}x") if pps else " " * 54
-            cells = " ".join("      " if a is None else f"{a:6.3f}" for a in agree) if agree else ""
-            print(f"{name:>30} {speed} {cells}", flush=True)
-        print(f"(the fp32 index's own top-10 agreement with fp32 exact MaxSim: {agreement(base['top'], base['exact']):.3f})"
-              if base else "")
-        if not args.reference_python:
-            print("(x ref = x the first row without --reference-python)")
+        with tempfile.TemporaryDirectory(prefix="colja-encode-") as tmp:
+            precision_rows(args, label, path, texts, all_texts, queries, questions, relevant, Path(tmp))
+
+
+def precision_rows(args, label, path, texts, all_texts, queries, questions, relevant, tmp: Path) -> None:
+    """The precision table of one checkpoint (indexes built under ``tmp``)."""
+    print(f"\n{label}:", flush=True)
+    rows = []
+    if args.reference_python:
+        ref, ref_vectors = run_reference(args.reference_python, path, texts, queries, args)
+        rows.append((f"reference colbert-ai {ref['colbert']} fp32", ref["passages_per_s"], ref["query_ms"] / 1e3,
+                     None))
+    base = None
+    for precision in args.precisions:
+        model = ColBERT.from_pretrained(path, device="cpu", precision=precision, doc_maxlen=300)
+        model.encode_documents(texts[:8], show_progress=False)  # warm-up, as the reference's
+        model.encode_queries(queries[:1])
+        docs = []
+        secs = timed(lambda: docs.append(model.encode_documents(texts, batch_size=BATCH, show_progress=False)),
+                     args.repeats)
+        lat = statistics.median(timed(lambda: [model.encode_queries([q]) for q in queries], args.repeats)) / len(queries)
+        vectors = docs[-1] + (model.encode_documents(all_texts[len(texts):], batch_size=BATCH, show_progress=False)
+                              if len(all_texts) > len(texts) else [])
+        Q = model.encode_queries(questions, show_progress=False)
+        index = build_index(vectors, tmp)
+        top, exact = index_top10(index, Q), exact_top10(Q, vectors)
+        if precision == "fp32":
+            base = {"index": index, "top": top, "exact": exact, "codec": codec_top10(index, vectors, Q)}
+            seeded = index_top10(build_index(vectors, tmp, seed=124), Q)
+            if args.reference_python:
+                print(check_against_reference(model, texts, queries, ref_vectors))
+        agree = None
+        if base is not None:
+            codec = base["codec"] if base["index"] is index else codec_top10(base["index"], vectors, Q)
+            agree = (agreement(exact, base["exact"]), agreement(codec, base["codec"]),
+                     agreement(top, base["top"]), recall_at_10(top, relevant))
+        rows.append((f"colja {precision}", len(texts) / statistics.median(secs), lat, agree))
+        if precision == "fp32":
+            rows.append(("fp32, k-means seed 124", None, None,
+                         (1.0, None, agreement(seeded, top), recall_at_10(seeded, relevant))))
+    first = rows[0]
+    fp32 = next((r for r in rows if r[0] == "colja fp32"), first)
+    print(f"{'encoder':>30} {'passages/s':>10} {'x ref':>6} {'x fp32':>6} {'query ms':>8} {'x ref':>6} {'x fp32':>6} "
+          f"{'exact':>6} {'codec':>6} {'index':>6} {'R@10':>6}")
+    for name, pps, lat, agree in rows:
+        speed = (f"{pps:10.2f} {pps / first[1]:5.2f}x {pps / fp32[1]:5.2f}x {lat * 1e3:8.1f} "
+                 f"{first[2] / lat:5.2f}x {fp32[2] / lat:5.2f}x") if pps else " " * 54
+        cells = " ".join("      " if a is None else f"{a:6.3f}" for a in agree) if agree else ""
+        print(f"{name:>30} {speed} {cells}", flush=True)
+    print(f"(the fp32 index's own top-10 agreement with fp32 exact MaxSim: {agreement(base['top'], base['exact']):.3f})"
+          if base else "")
+    if not args.reference_python:
+        print("(x ref = x the first row without --reference-python)")
 
 
 def main() -> None:

@@ -69,16 +69,18 @@ def main() -> None:
                "--model", args.model, "--encode-to", str(capped)]
         subprocess.run(cmd, check=True, env={**os.environ, **AVX2_CAPS})
         a, b = torch.load(here), torch.load(capped)
-    relevant = load_questions_for(args.passages, args.questions)[1]
-    D1, Q1, D2, Q2 = a["docs"], a["queries"], b["docs"], b["queries"]
-    diff = max(float((x - y).abs().max()) for x, y in zip(D1, D2))
-    print(f"{args.model}: {len(D1)} passages, {len(Q1)} questions; fp32 here ({torch.backends.cpu.get_cpu_capability()}) "
-          f"vs fp32 under the AVX2 caps: max abs diff {diff:.1e} (passages), {float((Q1 - Q2).abs().max()):.1e} (queries)")
-    i1, i2 = build_index(D1), build_index(D2)
-    t1, t2 = index_top10(i1, Q1), index_top10(i2, Q2)
-    print(f"top-10 agreement: exact MaxSim {agreement(exact_top10(Q2, D2), exact_top10(Q1, D1)):.3f}, "
-          f"first index's codec {agreement(codec_top10(i1, D2, Q2), codec_top10(i1, D1, Q1)):.3f}, "
-          f"own index {agreement(t2, t1):.3f}; recall@10 {recall_at_10(t1, relevant):.3f} vs {recall_at_10(t2, relevant):.3f}")
+        relevant = load_questions_for(args.passages, args.questions)[1]
+        D1, Q1, D2, Q2 = a["docs"], a["queries"], b["docs"], b["queries"]
+        diff = max(float((x - y).abs().max()) for x, y in zip(D1, D2))
+        print(f"{args.model}: {len(D1)} passages, {len(Q1)} questions; fp32 here "
+              f"({torch.backends.cpu.get_cpu_capability()}) vs fp32 under the AVX2 caps: max abs diff {diff:.1e} "
+              f"(passages), {float((Q1 - Q2).abs().max()):.1e} (queries)")
+        i1, i2 = build_index(D1, Path(tmp)), build_index(D2, Path(tmp))
+        t1, t2 = index_top10(i1, Q1), index_top10(i2, Q2)
+        print(f"top-10 agreement: exact MaxSim {agreement(exact_top10(Q2, D2), exact_top10(Q1, D1)):.3f}, "
+              f"first index's codec {agreement(codec_top10(i1, D2, Q2), codec_top10(i1, D1, Q1)):.3f}, "
+              f"own index {agreement(t2, t1):.3f}; recall@10 {recall_at_10(t1, relevant):.3f} vs "
+              f"{recall_at_10(t2, relevant):.3f}")
 
 
 if __name__ == "__main__":

@@ -237,16 +237,13 @@ class IndexSnapshot:
         pin, self._reader_lock = self._reader_lock, None
         unpin_generation(pin)
 
-    # An Index dropped without close(): let writers remove the generation. os.close is bound here because
-    # at interpreter exit module globals may already be None when this runs.
-    def __del__(self, _close: Callable[[int], None] = os.close) -> None:
+    # An Index dropped without close(): let writers remove the generation. unpin_generation is bound here
+    # because at interpreter exit module globals may already be None when this runs.
+    def __del__(self, _unpin: Callable[[int | None], None] = unpin_generation) -> None:
         pin = getattr(self, "_reader_lock", None)
         if pin is not None:
             self._reader_lock = None
-            try:
-                _close(pin)  # releases the lock, as unpin_generation does
-            except OSError:
-                pass
+            _unpin(pin)
 
     def __repr__(self) -> str:
         return (f"IndexSnapshot({str(self.generation)!r}, passages={self.num_passages}, "

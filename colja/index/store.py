@@ -54,7 +54,7 @@ try:
     import fcntl
 except ImportError:  # pragma: no cover - not POSIX
     fcntl = None
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -466,10 +466,12 @@ def pin_generation(gen: Path) -> int | None:
     return fd
 
 
-def unpin_generation(fd: int | None) -> None:
+def unpin_generation(fd: int | None, _close: Callable[[int], None] = os.close) -> None:
+    # os.close is bound at definition: snapshots unpin from __del__, which may run at interpreter
+    # exit after module globals are gone.
     if fd is not None:
         try:
-            os.close(fd)  # releases the lock
+            _close(fd)  # releases the lock
         except OSError:  # pragma: no cover
             pass
 

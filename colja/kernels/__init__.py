@@ -181,6 +181,11 @@ def _l2_cache_bytes() -> int:
         return 0
 
 
+def _lut_budget(lut_max_bytes: int | None) -> int:
+    """``lut_max_bytes`` checked, or :func:`default_lut_max_bytes` for None."""
+    return default_lut_max_bytes() if lut_max_bytes is None else _checks.count("lut_max_bytes", lut_max_bytes)
+
+
 def default_lut_max_bytes() -> int:
     """LUT budget of :func:`maxsim_packed` when ``lut_max_bytes`` is None: half the
     L2 cache (2 MB assumed when unknown), within [512 KB, LUT_MAX_BYTES].
@@ -556,9 +561,7 @@ def maxsim_packed(
     ``lut_max_bytes`` (None: :func:`default_lut_max_bytes`), else it decompresses
     and dots; both give the same numbers up to float rounding."""
     args = _packed_args(Q, centroid_scores_t, codes, residuals, norms, bucket_weights, nbits, doc_offsets, pids)
-    if lut_max_bytes is None:
-        lut_max_bytes = default_lut_max_bytes()
-    lut_max_bytes = _checks.count("lut_max_bytes", lut_max_bytes)
+    lut_max_bytes = _lut_budget(lut_max_bytes)
     name, mod = _pick(impl, args[0].device)
     if mod is None:
         return maxsim_packed_ref(*args)
@@ -604,9 +607,7 @@ def maxsim_packed_topk(
     k = _checks.count("k", k)
     name, mod = _pick(impl, args[0].device)
     if name == "cpp":
-        if lut_max_bytes is None:
-            lut_max_bytes = default_lut_max_bytes()
-        scores, top, n_exact = mod.maxsim_packed_topk(*args, k, _checks.count("lut_max_bytes", lut_max_bytes))
+        scores, top, n_exact = mod.maxsim_packed_topk(*args, k, _lut_budget(lut_max_bytes))
     else:
         scores = maxsim_packed_ref(*args) if mod is None else mod.maxsim_packed(*args)
         (scores, top), n_exact = top_k(scores, args[-1], k), int(args[-1].numel())
@@ -655,11 +656,9 @@ def plaid_search_batch(Qs, centroid_scores_t, ivf, ivf_offsets, codes, residuals
     name, mod = _pick("auto", Qs[0].device)
     if name != "cpp":
         return None
-    if lut_max_bytes is None:
-        lut_max_bytes = default_lut_max_bytes()
     return mod.plaid_search_batch([q.contiguous() for q in Qs], [c.contiguous() for c in centroid_scores_t], ivf,
                                   ivf_offsets, codes, residuals, norms, bucket_weights, int(nbits), doc_offsets,
-                                  allowed, int(ncells), float(threshold), int(ndocs), int(k), int(lut_max_bytes))
+                                  allowed, int(ncells), float(threshold), int(ndocs), int(k), _lut_budget(lut_max_bytes))
 
 
 # ---------------------------------------------------------------------------

@@ -16,11 +16,11 @@ from colja import kernels
 from colja._atomic import write_json
 from colja._progress import progress, progress_enabled
 from colja._validation import check_texts
+from colja._allocator import tune_cpu_allocator
 from colja._warnings import warn_at_caller
 from colja.errors import ModelLoadError, TruncationWarning
 from colja.model import loading
 from colja.model.settings import ColBERTSettings
-from colja._allocator import tune_cpu_allocator
 from colja.model.precision import apply_precision, resolve_precision
 from colja.model.tokenization import (
     SpecialIds,

@@ -4,7 +4,7 @@ Measured on a bert-base-sized ColBERT against the reference encoder (colbert-ai,
 fp32; 2 threads, 2-core Intel Xeon with AVX-512 and AMX; ``benchmarks/encode.py
 --part precision``): passages/s 4.9x in bf16 and 3.5x in int8 (oneDNN's AMX-INT8
 engine), single queries 2.0x / 2.4x; with PyTorch capped to AVX2 (``--cap-isa
-avx2``), int8 (fbgemm) about 1.9x / 2.1x. The vectors keep a mean token cosine of
+avx2``), int8 (fbgemm) 1.85x / 1.96x. The vectors keep a mean token cosine of
 0.9999 with fp32, and exact-MaxSim top-10 agreement with fp32 of 0.997 (bf16) /
 0.995 (int8) on the small model. bf16 is fast only on AMX (not capped by
 ``$ONEDNN_MAX_CPU_ISA`` / ``$ATEN_CPU_CAPABILITY``): with AVX512-BF16 alone it is
